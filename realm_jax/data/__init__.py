@@ -1,0 +1,1 @@
+"""Tokenization, corpora, masking and batching."""

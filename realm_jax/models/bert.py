@@ -1,0 +1,225 @@
+"""A pure Flax (linen) BERT encoder: embeddings, transformer layers, pooler.
+
+Parameter names follow the Hugging Face / original BERT layout (``embeddings``, ``layer_<i>``,
+``pooler``) so checkpoints convert with a plain name map (see ``realm_jax.convert``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # BERT's exact erf GELU
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),  # tanh approximation (GPT-2 style)
+    "relu": jax.nn.relu,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Architecture hyper-parameters of a BERT encoder (the fields of an HF ``config.json``)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+    def __post_init__(self):
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(
+                f"hidden_act={self.hidden_act!r}: expected one of {sorted(ACTIVATIONS)}"
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by "
+                f"num_attention_heads={self.num_attention_heads}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BertConfig:
+        """Builds a config from an HF-style dict, ignoring keys that are not architecture fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_json_file(cls, path: str) -> BertConfig:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+    def replace(self, **kwargs: Any) -> BertConfig:
+        return dataclasses.replace(self, **kwargs)
+
+
+def tiny_config() -> BertConfig:
+    """A 2-layer, 32-wide BERT over the real uncased vocab, for fast tests."""
+    return BertConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+
+
+def minilm_l6_config() -> BertConfig:
+    """all-MiniLM-L6-v2: 6 layers, hidden 384, 12 heads, exact GELU (the shipped weights)."""
+    return BertConfig(
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+    )
+
+
+def attention_bias(input_mask: jax.Array, dtype: Dtype) -> jax.Array:
+    """[batch, seq] 1/0 mask -> additive bias [batch, 1, 1, seq]: 0 on tokens, min on padding."""
+    neg = jnp.finfo(dtype).min
+    return jnp.where(input_mask[:, None, None, :] > 0, 0.0, neg).astype(dtype)
+
+
+def _dense(features: int, cfg: BertConfig, dtype: Dtype, param_dtype: Dtype, name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=nn.initializers.truncated_normal(cfg.initializer_range),
+        name=name,
+    )
+
+
+class BertEmbeddings(nn.Module):
+    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+
+    config: BertConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self):
+        cfg = self.config
+        init = nn.initializers.truncated_normal(cfg.initializer_range)
+        kw = dict(features=cfg.hidden_size, embedding_init=init, param_dtype=self.param_dtype)
+        self.word_embeddings = nn.Embed(cfg.vocab_size, dtype=self.dtype, **kw)
+        self.position_embeddings = nn.Embed(cfg.max_position_embeddings, dtype=self.dtype, **kw)
+        self.token_type_embeddings = nn.Embed(cfg.type_vocab_size, dtype=self.dtype, **kw)
+        self.LayerNorm = nn.LayerNorm(
+            epsilon=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype
+        )
+        self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+
+    def __call__(self, input_ids, token_type_ids, deterministic: bool):
+        seq_len = input_ids.shape[-1]
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(jnp.arange(seq_len))[None]
+            + self.token_type_embeddings(token_type_ids)
+        )
+        return self.dropout(self.LayerNorm(x), deterministic=deterministic)
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        """Logits against the word embeddings (the tied MLM decoder)."""
+        return self.word_embeddings.attend(x)
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head self-attention with an additive padding bias."""
+
+    config: BertConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias, deterministic: bool):
+        cfg = self.config
+        b, s, _ = x.shape
+        h, d = cfg.num_attention_heads, cfg.head_dim
+
+        def heads(name):  # [b, s, hidden] -> [b, h, s, d]: batch dims first, as XLA's dot prefers
+            y = _dense(cfg.hidden_size, cfg, self.dtype, self.param_dtype, name)(x)
+            return y.reshape(b, s, h, d).transpose(0, 2, 1, 3)
+
+        q, k, v = heads("query"), heads("key"), heads("value")
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q * (d**-0.5), k) + bias
+        probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(self.dtype)
+        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+        ctx = jnp.einsum("bhqk,bhkd->bhqd", probs, v)
+        return ctx.transpose(0, 2, 1, 3).reshape(b, s, cfg.hidden_size)
+
+
+class BertLayer(nn.Module):
+    """One transformer block: attention + residual LayerNorm, feed-forward + residual LayerNorm."""
+
+    config: BertConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, bias, deterministic: bool):
+        cfg = self.config
+        dense = lambda n, name: _dense(n, cfg, self.dtype, self.param_dtype, name)  # noqa: E731
+        norm = lambda name: nn.LayerNorm(  # noqa: E731
+            epsilon=cfg.layer_norm_eps, dtype=self.dtype, param_dtype=self.param_dtype, name=name
+        )
+        drop = nn.Dropout(cfg.hidden_dropout_prob)
+
+        ctx = BertSelfAttention(cfg, self.dtype, self.param_dtype, name="attention")(
+            x, bias, deterministic
+        )
+        attn_out = dense(cfg.hidden_size, "attention_output")(ctx)
+        x = norm("attention_LayerNorm")(x + drop(attn_out, deterministic=deterministic))
+        y = ACTIVATIONS[cfg.hidden_act](dense(cfg.intermediate_size, "intermediate")(x))
+        y = dense(cfg.hidden_size, "output")(y)
+        return norm("output_LayerNorm")(x + drop(y, deterministic=deterministic))
+
+
+class BertModel(nn.Module):
+    """BERT encoder -> (sequence_output [batch, seq, hidden], pooled_output [batch, hidden])."""
+
+    config: BertConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    add_pooler: bool = True
+
+    def setup(self):
+        cfg = self.config
+        self.embeddings = BertEmbeddings(cfg, self.dtype, self.param_dtype)
+        self.layers = [
+            BertLayer(cfg, self.dtype, self.param_dtype, name=f"layer_{i}")
+            for i in range(cfg.num_hidden_layers)
+        ]
+        if self.add_pooler:
+            self.pooler = _dense(cfg.hidden_size, cfg, self.dtype, self.param_dtype, "pooler")
+
+    def __call__(self, input_ids, input_mask, token_type_ids=None, deterministic: bool = True):
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids, deterministic)
+        bias = attention_bias(input_mask, self.dtype)
+        for layer in self.layers:
+            x = layer(x, bias, deterministic)
+        pooled = jnp.tanh(self.pooler(x[:, 0])) if self.add_pooler else None
+        return x, pooled
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        """Logits of hidden states against the (tied) word embeddings."""
+        return self.embeddings.attend(x)

@@ -1,0 +1,1 @@
+"""Train states, pmapped steps, loops and checkpointing."""
