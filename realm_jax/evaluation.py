@@ -1,0 +1,191 @@
+"""Open-QA scoring as in ORQA/REALM: normalised exact match, CuratedTrec regex match, recall@k.
+
+Behaviour follows ``language/orqa/utils/eval_utils.py`` (google-research/language), which REALM's
+Table 1 numbers were scored with, and DrQA's retriever evaluation for answer containment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import unicodedata
+from collections.abc import Mapping, Sequence
+
+from realm_jax.data.jsonl import JsonlError, iter_jsonl
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_REGEX_FLAGS = re.IGNORECASE | re.UNICODE | re.MULTILINE
+
+
+def normalize_answer(text: str) -> str:
+    """Unicode NFD, lower case, drop ASCII punctuation, drop a|an|the, collapse whitespace.
+
+    Same steps and order as ORQA's ``normalize_answer`` (DrQA's plus the NFD step). NFD only
+    decomposes accents into base letter + combining mark; the marks are not punctuation and stay,
+    so "Röntgen" (composed or decomposed) never equals "Rontgen". Only ``string.punctuation``
+    (ASCII) is removed, so e.g. "–" (en dash) and "’" survive; articles are removed as whole
+    words after punctuation, so "the-end" becomes "theend" and keeps its "the".
+    """
+    text = unicodedata.normalize("NFD", text).lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, references: Sequence[str]) -> bool:
+    """Whether the normalised prediction equals any normalised reference (max over references).
+
+    As in ORQA, two strings that normalise to "" (e.g. "The" and ".") match; with no references
+    the answer is False (ORQA's ``max`` of an empty list would raise).
+    """
+    normalized = normalize_answer(prediction)
+    return any(normalized == normalize_answer(ref) for ref in references)
+
+
+def _compile(pattern: str) -> re.Pattern | None:
+    try:
+        return re.compile(pattern, _REGEX_FLAGS)
+    except re.error:
+        return None
+
+
+def regex_match(prediction: str, pattern: str) -> bool:
+    """ORQA's ``regex_match_score``: ``pattern`` matches at the start of the raw prediction.
+
+    ``re.match`` anchors at position 0 but not at the end, so "1809" matches "1809 AD" and not
+    "in 1809"; the prediction is not normalised. A pattern Python cannot compile (one CuratedTrec
+    train answer ends in a lone backslash) is never a match rather than an error.
+    """
+    compiled = _compile(pattern)
+    return compiled is not None and compiled.match(prediction) is not None
+
+
+def is_correct(prediction: str, references: Sequence[str], is_regex: bool = False) -> bool:
+    """ORQA's ``is_correct``: regex match (CuratedTrec) or exact match, max over references."""
+    if is_regex:
+        return any(regex_match(prediction, pattern) for pattern in references)
+    return exact_match(prediction, references)
+
+
+def _contains_tokens(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+    n = len(needle)
+    return any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
+
+
+def has_answer(text: str, answers: Sequence[str], is_regex: bool = False) -> bool:
+    """Whether a retrieved block contains any answer (DrQA/DPR ``has_answer`` style).
+
+    Strings: the answer's normalised tokens occur as a contiguous run of the block's normalised
+    tokens (whole words, so "art" is not found in "smart"); an answer that normalises to nothing
+    is never found. Regexes: ``re.search`` anywhere in the raw block text with ORQA's flags (DrQA
+    uses the ``regex`` package with the same flags); an uncompilable pattern is never found.
+    """
+    if is_regex:
+        for pattern in answers:
+            compiled = _compile(pattern)
+            if compiled is not None and compiled.search(text) is not None:
+                return True
+        return False
+    block_tokens = normalize_answer(text).split()
+    for answer in answers:
+        answer_tokens = normalize_answer(answer).split()
+        if answer_tokens and _contains_tokens(block_tokens, answer_tokens):
+            return True
+    return False
+
+
+def recall_at_k(
+    retrieved: Sequence[Sequence[str]],
+    answers: Sequence[Sequence[str]],
+    k: int,
+    is_regex: bool = False,
+) -> float:
+    """Fraction of questions whose top-``k`` retrieved blocks contain an answer.
+
+    Args:
+      retrieved: per question, block texts ranked best first (``[num_questions][>= k]``); a
+        question with fewer than ``k`` blocks is scored on what it has.
+      answers: per question, its reference answers (strings, or regexes if ``is_regex``).
+    """
+    if len(retrieved) != len(answers):
+        raise ValueError(f"{len(retrieved)} retrieval lists but {len(answers)} answer lists")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not answers:
+        return 0.0
+    hits = sum(
+        any(has_answer(block, refs, is_regex) for block in blocks[:k])
+        for blocks, refs in zip(retrieved, answers, strict=True)
+    )
+    return hits / len(answers)
+
+
+def evaluate_predictions(
+    references: Mapping[str, Sequence[str]],
+    predictions: Mapping[str, str],
+    is_regex: bool = False,
+) -> dict[str, float | int]:
+    """ORQA's ``evaluate_predictions_impl``: accuracy over references keyed by question text.
+
+    A reference without a prediction counts as wrong; predictions for unknown questions are
+    ignored. Returns ``exact_match`` in percent, ``n`` (references), ``num_correct`` and
+    ``missing_predictions``.
+    """
+    correct = 0
+    missing = 0
+    for question, refs in references.items():
+        if question in predictions:
+            correct += is_correct(predictions[question], refs, is_regex)
+        else:
+            missing += 1
+    n = len(references)
+    return {
+        "exact_match": 100.0 * correct / n if n else 0.0,
+        "n": n,
+        "num_correct": correct,
+        "missing_predictions": missing,
+    }
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def read_references(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Reads ``{question, answer: [...]}`` lines into ``{question: answers}``.
+
+    Like ORQA, references are keyed by question text and a repeated question keeps its last
+    line (CuratedTrec test has 694 lines and 693 distinct questions, so ``n`` is 693).
+    """
+    references: dict[str, list[str]] = {}
+    for line_no, record in iter_jsonl(path, ("question", "answer")):
+        if not isinstance(record["question"], str):
+            raise JsonlError(path, line_no, "field 'question' must be a string")
+        if not _is_str_list(record["answer"]):
+            raise JsonlError(path, line_no, "field 'answer' must be a non-empty list of strings")
+        references[record["question"]] = record["answer"]
+    return references
+
+
+def read_predictions(path: str | os.PathLike) -> dict[str, str]:
+    """Reads ``{question, prediction}`` lines into ``{question: prediction}`` (last one wins)."""
+    predictions: dict[str, str] = {}
+    for line_no, record in iter_jsonl(path, ("question", "prediction")):
+        question, prediction = record["question"], record["prediction"]
+        if not isinstance(question, str) or not isinstance(prediction, str):
+            raise JsonlError(path, line_no, "fields 'question' and 'prediction' must be strings")
+        predictions[question] = prediction
+    return predictions
+
+
+def evaluate_prediction_files(
+    predictions_path: str | os.PathLike,
+    references_path: str | os.PathLike,
+    is_regex: bool = False,
+) -> dict[str, float | int]:
+    """Scores a predictions jsonl against a references jsonl (see ``evaluate_predictions``)."""
+    references = read_references(references_path)
+    predictions = read_predictions(predictions_path)
+    return evaluate_predictions(references, predictions, is_regex)
