@@ -1,0 +1,1 @@
+"""Benchmark bodies behind the thin scripts in experiments/benchmarks/."""

@@ -1,0 +1,73 @@
+"""Timing, machine description and tables shared by the benchmarks in experiments/benchmarks/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+def time_call(fn: Callable[[], Any], iters: int, warmup: int = 2) -> float:
+    """Median wall seconds of ``fn()`` over ``iters`` runs after ``warmup`` runs.
+
+    ``fn`` must block until its result is ready (e.g. ``jax.block_until_ready``).
+    """
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, memory and library versions, for RESULTS.md."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem_gib = None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            kb = int(next(line.split()[1] for line in f if line.startswith("MemTotal")))
+        mem_gib = round(kb / 2**20, 1)
+    except (OSError, StopIteration):
+        pass
+    import jax
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem_gib": mem_gib,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jax_devices": f"{jax.local_device_count()}x {jax.default_backend()}",
+    }
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-markdown table; floats get 1-3 significant decimals."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """The final line every benchmark prints: one JSON object, floats rounded to 4 decimals."""
+    return json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()})
