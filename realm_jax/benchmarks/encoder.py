@@ -23,9 +23,10 @@ def real_batch(batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
     return Tokenizer().encode(texts, seq_len)
 
 
-def jax_encoder_fn(cfg, params, batch):
+def jax_encoder_fn(cfg, params, batch, **model_kwargs):
     """A zero-argument callable running our jitted encoder on ``batch`` to completion."""
-    fwd = jax.jit(lambda p, i, m, t: BertModel(cfg).apply(p, i, m, t))
+    model = BertModel(cfg, **model_kwargs)
+    fwd = jax.jit(lambda p, i, m, t: model.apply(p, i, m, t))
     args = [jnp.asarray(batch[k]) for k in ("input_ids", "input_mask", "token_type_ids")]
     return lambda: jax.block_until_ready(fwd(params, *args))
 
@@ -99,6 +100,9 @@ def encoder_throughput_main(
         torch_fn, attn = torch_encoder_fn(model_dir, batch, torch_threads)
         runs = {
             "jax (realm_jax BertModel)": jax_encoder_fn(cfg, params, batch),
+            "jax (realm_jax, attention chunks off)": jax_encoder_fn(
+                cfg, params, batch, attention_chunk_bytes=None
+            ),
             f"torch BertModel ({attn}, {torch_threads} threads)": torch_fn,
         }
         if hf_flax:
@@ -119,5 +123,58 @@ def encoder_throughput_main(
     headers = ["seq_len", "mean real tokens", "implementation", "seqs/s", "x torch"]
     print(f"\nall-MiniLM-L6-v2, batch {batch_size}, float32, median of {iters} after warm-up")
     print(format_table(headers, rows))
+    print(json_line(result))
+    return result
+
+
+def attention_layouts(batch: int, heads: int, seq: int, head_dim: int, chunk_bytes: int):
+    """Zero-argument callables for the attention core (scores, softmax, probs @ v) per layout."""
+    from realm_jax.models.bert import attention_batch_chunk, dot_product_attention
+
+    rng = np.random.default_rng(0)
+    q, k, v = (
+        jnp.asarray(rng.standard_normal((batch, heads, seq, head_dim)), jnp.float32)
+        for _ in range(3)
+    )
+    bias = jnp.zeros((batch, 1, 1, seq), jnp.float32)
+    to_bshd = lambda t: t.transpose(0, 2, 1, 3)
+
+    def seq_major(q, k, v, bias):  # the layout of transformers' FlaxBertModel / flax attention
+        s = jnp.einsum("bqhd,bkhd->bhqk", to_bshd(q) * head_dim**-0.5, to_bshd(k)) + bias
+        return jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(s, -1), to_bshd(v))
+
+    chunk = attention_batch_chunk(batch, heads, seq, 4, chunk_bytes)
+
+    def chunked(q, k, v, bias):
+        split = lambda t: t.reshape(batch // chunk, chunk, *t.shape[1:])
+        return jax.lax.map(lambda a: dot_product_attention(*a), tuple(map(split, (q, k, v, bias))))
+
+    fns = {
+        "[b,s,h,d] einsum": seq_major,
+        "[b,h,s,d] batched GEMM": dot_product_attention,
+        f"[b,h,s,d] + batch chunks of {chunk}": chunked,
+    }
+    out = {}
+    for name, fn in fns.items():
+        compiled = jax.jit(fn).lower(q, k, v, bias).compile()
+        out[name] = lambda c=compiled: jax.block_until_ready(c(q, k, v, bias))
+    return out
+
+
+def attention_layout_main(batch_size: int, seq_lens: Sequence[int], iters: int) -> dict:
+    """Times the attention core of all-MiniLM-L6-v2 (12 heads x 32) per layout; prints a table."""
+    from realm_jax.models.bert import CPU_ATTENTION_CHUNK_BYTES
+
+    print(f"machine: {machine_info()}")
+    rows, result = [], {"benchmark": "attention_layout"}
+    for seq_len in seq_lens:
+        fns = attention_layouts(batch_size, 12, seq_len, 32, CPU_ATTENTION_CHUNK_BYTES)
+        times = {name: time_call(fn, iters) for name, fn in fns.items()}
+        base = next(iter(times.values()))
+        for name, t in times.items():
+            rows.append([seq_len, name, 1000 * t, base / t])
+        result[f"speedup_chunked_{seq_len}"] = base / list(times.values())[-1]
+    print(f"\nattention core, batch {batch_size}, 12 heads x 32, float32, one layer")
+    print(format_table(["seq_len", "layout", "ms", "x [b,s,h,d]"], rows))
     print(json_line(result))
     return result
