@@ -1,0 +1,77 @@
+"""The train state and BERT's optimiser recipe (AdamW, warmup then linear decay, clipping)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def bert_warmup_steps(num_train_steps: int) -> int:
+    """ORQA / REALM: ``min(10000, max(100, num_train_steps / 10))``."""
+    return min(10000, max(100, int(num_train_steps / 10)))
+
+
+def bert_learning_rate(
+    learning_rate: float, num_train_steps: int, num_warmup_steps: int
+) -> optax.Schedule:
+    """BERT's schedule: lr * step / warmup while warming up, else lr * (1 - step / total)."""
+
+    def schedule(step):
+        step = jnp.asarray(step, jnp.float32)
+        decayed = learning_rate * jnp.maximum(0.0, 1.0 - step / num_train_steps)
+        warmup = learning_rate * step / max(num_warmup_steps, 1)
+        return jnp.where(step < num_warmup_steps, warmup, decayed)
+
+    return schedule
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """BERT skips weight decay on biases and LayerNorm parameters (flax names them bias / scale)."""
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    decay = [getattr(path[-1], "key", None) not in ("bias", "scale") for path, _ in flat]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), decay)
+
+
+def bert_adamw(
+    learning_rate: float,
+    num_train_steps: int,
+    num_warmup_steps: int | None = None,
+    weight_decay: float = 0.01,
+    max_grad_norm: float = 1.0,
+) -> optax.GradientTransformation:
+    """Global-norm clipping, then AdamW (b1 0.9, b2 0.999, eps 1e-6) on BERT's schedule."""
+    if num_warmup_steps is None:
+        num_warmup_steps = bert_warmup_steps(num_train_steps)
+    return optax.chain(
+        optax.clip_by_global_norm(max_grad_norm),
+        optax.adamw(
+            bert_learning_rate(learning_rate, num_train_steps, num_warmup_steps),
+            b1=0.9,
+            b2=0.999,
+            eps=1e-6,
+            weight_decay=weight_decay,
+            mask=weight_decay_mask,
+        ),
+    )
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Step count, parameters and optimiser state; ``tx`` is static (not a pytree leaf)."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, params: Any, tx: optax.GradientTransformation) -> TrainState:
+        return cls(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), tx=tx)
+
+    def apply_gradients(self, grads: Any) -> TrainState:
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+        params = optax.apply_updates(self.params, updates)
+        return self.replace(step=self.step + 1, params=params, opt_state=opt_state)
