@@ -66,3 +66,18 @@ def test_eight_devices_equal_one(
                                                  jax.tree.leaves(start), strict=True)]  # fmt: skip
     assert max(moved) > 1e-3
     assert all(np.isfinite(v) and v > 0 for v in losses)
+
+
+def test_dropout_follows_the_rng(num_devices, step_config, make_batch, init_model):
+    """Training steps run with dropout on: the same rng repeats a step, another rng changes it."""
+    bert = step_config.bert.replace(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    batch = make_batch("ict", np.random.default_rng(3))
+    model, params = init_model("ict", step_config.replace(bert=bert), batch)
+    state = replicate(TrainState.create(params, bert_adamw(1e-3, 10, 1)))
+    step = ict_step(model, donate=False)
+
+    def loss(seed):
+        rngs = jax.random.split(jax.random.PRNGKey(seed), num_devices)
+        return float(unreplicate(step(state, shard(batch), rngs)[1])["loss"])
+
+    assert loss(0) == loss(0) != loss(1)
