@@ -1,4 +1,4 @@
-"""Weights in: Hugging Face BERT checkpoints (safetensors / PyTorch zip) to Flax params."""
+"""Weights in: Hugging Face BERT and REALM checkpoints (safetensors / PyTorch zip) to Flax."""
 
 from realm_jax.convert.hf_bert import (
     ConversionError,
@@ -8,12 +8,16 @@ from realm_jax.convert.hf_bert import (
     minilm_dir,
     params_from_state_dict,
 )
+from realm_jax.convert.hf_realm import load_hf_realm, params_from_hf_realm, realm_config_from_hf
 
 __all__ = [
     "ConversionError",
     "bert_key_map",
     "load_hf_bert",
+    "load_hf_realm",
     "load_state_dict",
     "minilm_dir",
+    "params_from_hf_realm",
     "params_from_state_dict",
+    "realm_config_from_hf",
 ]

@@ -19,7 +19,9 @@ def test_openqa_predict_is_the_best_valid_span(step_config, make_batch, init_mod
     pred = make_openqa_predict(model)(params, batch)
     keys = ("question_ids", "question_mask", "beam_emb", "reader_ids", "reader_mask",
             "reader_type_ids", "reader_block_mask")  # fmt: skip
-    beam_logits, logits, span_mask, starts, ends = model.apply(params, *(batch[k] for k in keys))
+    beam_logits, logits, span_mask, starts, ends = jax.jit(model.apply)(
+        params, *(batch[k] for k in keys)
+    )
     logits, span_mask = np.asarray(logits), np.asarray(span_mask)
     for b in range(logits.shape[0]):
         masked = np.where(span_mask[b], logits[b], -np.inf)
