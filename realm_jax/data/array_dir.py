@@ -61,6 +61,18 @@ class NpyAppender:
         self._file.close()
 
 
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of ``size`` consecutive items (the last may be shorter): one disk write per list."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def write_array(path: str, array: np.ndarray) -> None:
     """Writes one array as ``.npy`` and fsyncs it (inside a directory being built)."""
     with open(path, "wb") as f:

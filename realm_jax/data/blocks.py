@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -180,7 +180,7 @@ def build_blocks(
         writer = _StoreWriter(tmp)
         try:
             with progress_bar(total=total, desc="blocks", unit="doc", enabled=progress) as bar:
-                for chunk in _chunks(docs, chunk_size):
+                for chunk in array_dir.chunked(docs, chunk_size):
                     writer.append(
                         _chunk_blocks(
                             chunk, splitter, tokenizer, max_len, prepacked, is_continuation, stats
@@ -208,17 +208,6 @@ def build_blocks(
         }
         array_dir.write_meta(tmp, meta)
     return meta
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class BlockStore:

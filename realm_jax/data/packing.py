@@ -60,11 +60,13 @@ class SentenceSplitter:
 
 def _before_openers(text: str, boundary: int) -> int:
     """Moves a sentence boundary back over opening brackets (and spaces) that end the sentence."""
-    end = len(text[:boundary].rstrip())
-    while end > 0 and text[end - 1] in _OPENERS:
+    while True:
+        end = boundary
+        while end > 0 and text[end - 1].isspace():
+            end -= 1
+        if end == 0 or text[end - 1] not in _OPENERS:
+            return boundary
         boundary = end - 1
-        end = len(text[:boundary].rstrip())
-    return boundary
 
 
 def continuation_table(tokenizer) -> np.ndarray:

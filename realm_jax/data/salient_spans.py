@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -137,29 +137,26 @@ def _uids_sha1(store: BlockStore) -> str:
     return hashlib.sha1(np.ascontiguousarray(store.uids).tobytes()).hexdigest()
 
 
-def annotate_blocks(
+def iter_block_spans(
     store: BlockStore, nlp=None, batch_size: int = 64, progress: bool = True
-) -> dict[str, np.ndarray]:
-    """Salient spans of every block -> flat arrays (see ``SalientSpans``)."""
+) -> Iterator[list[tuple[int, int, int, int]]]:
+    """Per block, its salient spans as ``(start, end, label, sentence)`` rows."""
     nlp = nlp or load_ner()
-    starts, ends, labels, sentences, counts = [], [], [], [], []
     texts = (store.text(i) for i in range(len(store)))
     docs = nlp.pipe(texts, batch_size=batch_size)
-    for i, doc in enumerate(
-        progress_bar(docs, total=len(store), desc="salient spans", enabled=progress)
-    ):
+    bar = progress_bar(docs, total=len(store), desc="salient spans", enabled=progress)
+    for i, doc in enumerate(bar):
         entities = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
-        rows = spans_by_sentence(salient_spans(doc.text, entities), store.sentence_char_spans(i))
-        for start, end, label, sentence in rows:
-            starts.append(start), ends.append(end), labels.append(label), sentences.append(sentence)
-        counts.append(len(rows))
-    return {
-        "span_starts": np.asarray(starts, np.int32),  # [num_spans] characters into the block text
-        "span_ends": np.asarray(ends, np.int32),
-        "span_labels": np.asarray(labels, np.uint8),  # into LABELS
-        "span_sentences": np.asarray(sentences, np.int32),  # sentence index within the block
-        "span_offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),  # [N + 1]
-    }
+        yield spans_by_sentence(salient_spans(doc.text, entities), store.sentence_char_spans(i))
+
+
+# Columns of the (start, end, label, sentence) rows, in order; span_offsets [N + 1] indexes them.
+_COLUMNS = {
+    "span_starts": np.int32,  # [num_spans] characters into the block text
+    "span_ends": np.int32,
+    "span_labels": np.uint8,  # into LABELS
+    "span_sentences": np.int32,  # sentence index within the block
+}
 
 
 def build_salient_spans(
@@ -167,17 +164,33 @@ def build_salient_spans(
 ) -> dict:
     """Annotates a block store into ``<block_dir>/salient_spans/`` (atomically); returns meta."""
     store = BlockStore(block_dir)
-    arrays = annotate_blocks(store, nlp, progress=progress)
-    nlp_meta = (nlp or load_ner()).meta
+    nlp = nlp or load_ner()
     with array_dir.atomic_directory(os.path.join(block_dir, SPANS_DIR), overwrite) as tmp:
-        for name, array in arrays.items():
-            array_dir.write_array(os.path.join(tmp, f"{name}.npy"), array)
+        names = [*_COLUMNS, "span_offsets"]
+        dtypes = [*_COLUMNS.values(), np.int64]
+        writers = {
+            n: array_dir.NpyAppender(os.path.join(tmp, f"{n}.npy"), d)
+            for n, d in zip(names, dtypes, strict=True)
+        }
+        writers["span_offsets"].append([0])
+        total = 0
+        try:
+            for chunk in array_dir.chunked(iter_block_spans(store, nlp, progress=progress), 4096):
+                table = np.array([row for rows in chunk for row in rows], np.int64).reshape(-1, 4)
+                for column, name in enumerate(_COLUMNS):
+                    writers[name].append(table[:, column])
+                ends = total + np.cumsum([len(rows) for rows in chunk])
+                writers["span_offsets"].append(ends)
+                total = int(ends[-1])
+        finally:
+            for writer in writers.values():
+                writer.close()
         meta = {
             "num_blocks": len(store),
-            "num_spans": int(arrays["span_offsets"][-1]),
+            "num_spans": total,
             "labels": list(LABELS),
             "block_uids_sha1": _uids_sha1(store),
-            "model": f"{nlp_meta['name']} {nlp_meta['version']}",
+            "model": f"{nlp.meta['name']} {nlp.meta['version']}",
         }
         array_dir.write_meta(tmp, meta)
     return meta
@@ -186,7 +199,7 @@ def build_salient_spans(
 class SalientSpans:
     """The cached salient spans of a block store, memory-mapped."""
 
-    _NAMES = ("span_starts", "span_ends", "span_labels", "span_sentences", "span_offsets")
+    _NAMES = (*_COLUMNS, "span_offsets")
 
     def __init__(self, store: BlockStore):
         directory = os.path.join(store.directory, SPANS_DIR)

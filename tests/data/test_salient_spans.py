@@ -205,3 +205,22 @@ def test_cache_is_atomic_and_tied_to_its_blocks(
     os.symlink(os.path.join(mini_store.directory, "salient_spans"), other / "salient_spans")
     with pytest.raises(ValueError, match="annotates other blocks"):
         SalientSpans(BlockStore(other))
+
+
+def test_failed_annotation_leaves_nothing(mini_corpus, tokenizer, tmp_path):
+    from realm_jax.data.blocks import build_blocks_from_files
+
+    class FailingNlp:
+        meta = {"name": "failing", "version": "0"}
+
+        def pipe(self, texts, batch_size):
+            for i, _ in enumerate(texts):
+                if i == 5:
+                    raise RuntimeError("tagger crashed")
+                yield type("Doc", (), {"ents": [], "text": ""})()
+
+    build_blocks_from_files(mini_corpus, str(tmp_path / "b"), tokenizer=tokenizer, progress=False)
+    before = sorted(os.listdir(tmp_path / "b"))
+    with pytest.raises(RuntimeError, match="tagger crashed"):
+        build_salient_spans(str(tmp_path / "b"), FailingNlp(), progress=False)
+    assert sorted(os.listdir(tmp_path / "b")) == before  # no salient_spans/, no temporary dir
