@@ -1,0 +1,205 @@
+"""Approximate MIPS with ScaNN (numpy API): tree + asymmetric hashing + exact reordering.
+
+Parameters scale with the corpus (``scann_params``): about sqrt(N) tree leaves, a fixed fraction
+of them searched, anisotropic AH with 2 dimensions per 4-bit block, then the best ``reorder``
+candidates rescored in float32 inside ScaNN. Below ``BRUTE_FORCE_BELOW`` blocks the tree would be
+a handful of tiny leaves, so ScaNN's own float32 brute force is used instead (exact, and still the
+same searcher files). Returned ids are rescored once more against our stored embeddings, so scores
+are exact inner products of what the index store holds (float32 or bfloat16 rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from realm_jax.index.searcher import check_query, numpy_top_k, recall_at_k, rescore
+
+BRUTE_FORCE_BELOW = 8192  # 8192 x 128 float32 scores in ~1 ms per query: nothing to approximate
+LEAVES_SEARCHED = 0.05  # fraction of leaves a query visits (1M blocks: 50 of 1000)
+PARAMS_FILE = "scann_params.json"
+_DATASET_ASSET = 'asset_path: "dataset.npy"'
+
+
+def import_scann():
+    """``scann`` without its TensorFlow ops (the numpy API needs none; loading TF takes ~7 s)."""
+    if "scann" in sys.modules or "tensorflow" in sys.modules:
+        import scann
+
+        return scann
+    sys.modules["tensorflow"] = None  # makes scann's `import tensorflow` fail, so it skips TF
+    try:
+        import scann
+    finally:
+        del sys.modules["tensorflow"]
+    return scann
+
+
+@dataclasses.dataclass(frozen=True)
+class ScannParams:
+    """A ScaNN configuration; ``num_leaves == 0`` means float32 brute force."""
+
+    num_leaves: int
+    leaves_to_search: int
+    training_sample_size: int
+    dims_per_block: int = 2
+    anisotropic_threshold: float = 0.2
+    reorder: int = 100
+
+    @property
+    def brute_force(self) -> bool:
+        return self.num_leaves == 0
+
+
+def scann_params(num_blocks: int, leaves_searched: float = LEAVES_SEARCHED) -> ScannParams:
+    """ScaNN parameters for a corpus of ``num_blocks``: ~sqrt(N) leaves, 5% of them searched."""
+    if num_blocks < BRUTE_FORCE_BELOW:
+        return ScannParams(num_leaves=0, leaves_to_search=0, training_sample_size=0, reorder=0)
+    leaves = round(math.sqrt(num_blocks))
+    return ScannParams(
+        num_leaves=leaves,
+        leaves_to_search=min(leaves, max(10, math.ceil(leaves * leaves_searched))),
+        # k-means on ~100 points a leaf is plenty and keeps the build fast at 13M blocks.
+        training_sample_size=min(num_blocks, max(50_000, 100 * leaves)),
+    )
+
+
+class ScannSearcher:
+    """ScaNN candidates, rescored exactly against the stored block embeddings."""
+
+    kind = "scann"
+
+    def __init__(self, scann_searcher, block_emb: np.ndarray, params: ScannParams):
+        self.scann = scann_searcher  # the raw scann_ops_pybind.ScannSearcher
+        self.block_emb = block_emb  # [N, D] float32 or bfloat16, possibly memory-mapped
+        self.num_blocks, self.dim = block_emb.shape
+        self.params = params
+        self.recall: dict[str, float] = {}  # e.g. {"recall_at_10": 0.99, "num_queries": 256}
+
+    @classmethod
+    def build(
+        cls,
+        block_emb: np.ndarray,
+        params: ScannParams | None = None,
+        recall_k: int = 10,
+        recall_queries: np.ndarray | None = None,
+        num_recall_queries: int = 256,
+        seed: int = 0,
+    ) -> ScannSearcher:
+        """Builds over block_emb [N, D] and measures recall@recall_k against exact search.
+
+        Without ``recall_queries`` a seeded sample of the blocks themselves serves as queries
+        (the refresher has no questions at build time).
+        """
+        scann = import_scann()
+        if block_emb.ndim != 2 or len(block_emb) == 0:
+            raise ValueError(f"block_emb has shape {block_emb.shape}; expected [N > 0, D]")
+        params = params or scann_params(len(block_emb))
+        db = np.ascontiguousarray(block_emb, np.float32)  # ScaNN scores float32 rows
+        builder = scann.scann_ops_pybind.builder(db, recall_k, "dot_product")
+        if params.brute_force:
+            builder = builder.score_brute_force()
+        else:
+            builder = (
+                builder.tree(
+                    num_leaves=params.num_leaves,
+                    num_leaves_to_search=params.leaves_to_search,
+                    training_sample_size=params.training_sample_size,
+                )
+                .score_ah(
+                    params.dims_per_block,
+                    anisotropic_quantization_threshold=params.anisotropic_threshold,
+                )
+                .reorder(params.reorder)
+            )
+        searcher = cls(builder.build(), block_emb, params)
+        if recall_queries is None:
+            rng = np.random.default_rng(seed)
+            sample = rng.choice(len(block_emb), min(num_recall_queries, len(block_emb)), False)
+            recall_queries = np.asarray(block_emb[np.sort(sample)], np.float32)
+        searcher.measure_recall(recall_queries, min(recall_k, len(block_emb)))
+        return searcher
+
+    def measure_recall(self, query_emb: np.ndarray, k: int) -> float:
+        """Recall@k of ``search`` against numpy exact search on query_emb [Q, D]; recorded."""
+        _, true_ids = numpy_top_k(query_emb, self.block_emb, k)
+        _, ids = self.search(query_emb, k)
+        recall = recall_at_k(ids, true_ids)
+        self.recall = {f"recall_at_{k}": recall, "num_queries": len(query_emb)}
+        return recall
+
+    def search(self, query_emb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """query_emb [Q, D] -> (scores [Q, k] float32, ids [Q, k] int32), best first."""
+        q = check_query(query_emb, self.dim, k, self.num_blocks)
+        ids, _ = self.scann.search_batched_parallel(q, **self.search_kwargs(k))
+        ids = np.asarray(ids, np.int64)
+        if ids.shape[1] < k:  # ScaNN found fewer than k candidates in the leaves it searched
+            ids = np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
+        return rescore(q, self.block_emb, ids, k)
+
+    def search_kwargs(self, k: int) -> dict[str, int]:
+        """The per-query arguments of ScaNN's ``search_batched*`` for top-k."""
+        if self.params.brute_force:
+            return {"final_num_neighbors": k}
+        return {
+            "final_num_neighbors": k,
+            "pre_reorder_num_neighbors": max(self.params.reorder, k),
+            "leaves_to_search": self.params.leaves_to_search,
+        }
+
+    def save(self, directory: str, shared_dataset: str | None = None) -> None:
+        """ScaNN's assets and our parameters into ``directory``.
+
+        ``shared_dataset``: a float32 .npy path relative to ``directory`` holding the same rows as
+        ScaNN's ``dataset.npy`` (the index store's embeddings); ScaNN then reads it instead of a
+        second copy (13M x 128 float32 is 6.8 GB).
+        """
+        os.makedirs(directory, exist_ok=True)
+        self.scann.serialize(directory, relative_path=True)
+        if shared_dataset is not None:
+            _share_dataset(directory, shared_dataset)
+        record = {"params": dataclasses.asdict(self.params), "recall": self.recall}
+        with open(os.path.join(directory, PARAMS_FILE), "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+
+    @classmethod
+    def load(cls, directory: str, block_emb: np.ndarray) -> ScannSearcher:
+        """The searcher saved in ``directory``, rescoring against block_emb [N, D]."""
+        scann = import_scann()
+        with open(os.path.join(directory, PARAMS_FILE), encoding="utf-8") as f:
+            record = json.load(f)
+        searcher = cls(
+            scann.scann_ops_pybind.load_searcher(directory),
+            block_emb,
+            ScannParams(**record["params"]),
+        )
+        searcher.recall = record["recall"]
+        return searcher
+
+
+def _share_dataset(directory: str, shared: str) -> None:
+    """Points ScaNN's DATASET_NPY asset at ``shared`` after checking it holds the same rows."""
+    own_path = os.path.join(directory, "dataset.npy")
+    assets_path = os.path.join(directory, "scann_assets.pbtxt")
+    with open(assets_path, encoding="utf-8") as f:
+        assets = f.read()
+    if not os.path.exists(own_path) or _DATASET_ASSET not in assets:
+        return  # this configuration keeps no float32 copy
+    own = np.load(own_path, mmap_mode="r")
+    other = np.load(os.path.join(directory, shared), mmap_mode="r")
+    rows = np.linspace(0, len(own) - 1, min(len(own), 1000)).astype(np.int64)
+    if (
+        own.shape != other.shape
+        or own.dtype != other.dtype
+        or not np.array_equal(own[rows], other[rows])
+    ):
+        raise ValueError(f"{shared}: not the rows ScaNN indexed; cannot share its dataset")
+    with open(assets_path, "w", encoding="utf-8") as f:
+        f.write(assets.replace(_DATASET_ASSET, f'asset_path: "{shared}"'))
+    del own
+    os.remove(own_path)

@@ -1,0 +1,272 @@
+"""A directory of published indexes, written so a reader never sees a half-written one.
+
+Layout (one writer, the refresher; any number of readers):
+  <root>/<step>/embeddings.npy  block embeddings [N, D] (bfloat16 is stored as its uint16 bits)
+  <root>/<step>/searcher/       the searcher's own files (ScaNN assets; empty for exact search)
+  <root>/<step>/meta.json       step, created, num_blocks, dim, dtype, searcher, recall, and the
+                                size and SHA-256 of every other file
+  <root>/LATEST                 the newest published step: publishing *is* updating this file
+
+``publish`` writes ``<step>.tmp/``, fsyncs every file and directory, renames it to ``<step>/``,
+then replaces LATEST atomically and prunes all but the newest ``keep``. Readers take the newest
+step <= LATEST that verifies; a damaged one is skipped with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from realm_jax.data.jsonl import atomic_write
+from realm_jax.index.searcher import BFLOAT16, Searcher
+
+LATEST = "LATEST"
+META = "meta.json"
+EMBEDDINGS = "embeddings.npy"
+SEARCHER_DIR = "searcher"
+FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+PhaseFn = Callable[[str], None]
+
+
+class IndexCorrupt(Exception):
+    """An index directory that fails verification; the message names it and says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedIndex:
+    """A verified index: its step, meta.json, embeddings (memory-mapped) and searcher."""
+
+    step: int
+    directory: str
+    meta: dict[str, Any]
+    block_emb: np.ndarray  # [N, D]
+    searcher: Searcher
+
+
+class IndexStore:
+    """Published indexes under ``root``: atomic publish, verified load, pruning to ``keep``."""
+
+    def __init__(self, root: str, keep: int = 3):
+        if keep < 1:
+            raise ValueError(f"keep={keep}: at least the newest index must be kept")
+        self.root = os.path.abspath(root)
+        self.keep = keep
+
+    def step_dir(self, step: int) -> str:
+        return os.path.join(self.root, str(step))
+
+    def latest_step(self) -> int | None:
+        """The step LATEST points to, or None before the first publish."""
+        try:
+            with open(os.path.join(self.root, LATEST), encoding="utf-8") as f:
+                return int(f.read().strip())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            log.warning("%s: unreadable, treated as no index published", self.root + "/LATEST")
+            return None
+
+    def steps(self) -> list[int]:
+        """Every renamed (complete when written) step directory, ascending."""
+        if not os.path.isdir(self.root):
+            return []
+        return sorted(int(name) for name in os.listdir(self.root) if name.isdigit())
+
+    def publish(
+        self,
+        step: int,
+        block_emb: np.ndarray,
+        searcher: Searcher,
+        extra: dict | None = None,
+        on_phase: PhaseFn | None = None,
+    ) -> dict:
+        """Writes block_emb [N, D] and ``searcher`` as index ``step``; returns its meta."""
+        phase = on_phase or (lambda name: None)
+        latest = self.latest_step()
+        if latest is not None and step < latest:
+            raise ValueError(f"step {step} is older than the published index {latest}")
+        os.makedirs(self.root, exist_ok=True)
+        tmp = os.path.join(self.root, f"{step}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a killed refresher
+        os.makedirs(os.path.join(tmp, SEARCHER_DIR))
+        phase("publish:embeddings")
+        dtype = np.dtype(block_emb.dtype)
+        with open(os.path.join(tmp, EMBEDDINGS), "wb") as f:
+            np.save(f, block_emb.view(np.uint16) if dtype == BFLOAT16 else block_emb)
+        phase("publish:searcher")
+        shared = f"../{EMBEDDINGS}" if dtype == np.float32 else None
+        searcher.save(os.path.join(tmp, SEARCHER_DIR), shared_dataset=shared)
+        phase("publish:checksum")
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "step": step,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "num_blocks": int(block_emb.shape[0]),
+            "dim": int(block_emb.shape[1]),
+            "dtype": "bfloat16" if dtype == BFLOAT16 else dtype.name,
+            "searcher": searcher.kind,
+            "recall": dict(getattr(searcher, "recall", {}) or {}),
+            "files": {rel: _file_record(os.path.join(tmp, rel)) for rel in _files(tmp)},
+            **(extra or {}),
+        }
+        phase("publish:fsync")
+        for rel in meta["files"]:
+            _fsync_path(os.path.join(tmp, rel))
+        with open(os.path.join(tmp, META), "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_path(os.path.join(tmp, SEARCHER_DIR))
+        _fsync_path(tmp)
+        phase("publish:rename")
+        final = self.step_dir(step)
+        if os.path.exists(final):  # re-publishing a step: move the old copy out of sight first
+            _remove_dir(final, self.root)
+        os.replace(tmp, final)
+        _fsync_path(self.root)
+        phase("publish:latest")
+        with atomic_write(os.path.join(self.root, LATEST)) as f:
+            f.write(f"{step}\n")
+        phase("publish:prune")
+        self.prune()
+        return meta
+
+    def prune(self) -> None:
+        """Deletes all but the newest ``keep`` published steps (each renamed away, then removed)."""
+        latest = self.latest_step()
+        if latest is None:
+            return
+        published = [s for s in self.steps() if s <= latest]
+        for step in published[: -self.keep]:
+            _remove_dir(self.step_dir(step), self.root)
+
+    def verify(self, step: int) -> dict:
+        """meta.json of ``step`` after checking every file's size and SHA-256; else IndexCorrupt."""
+        directory = self.step_dir(step)
+        try:
+            with open(os.path.join(directory, META), encoding="utf-8") as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as e:
+            raise IndexCorrupt(f"{directory}: unreadable {META} ({e})") from None
+        if meta.get("format_version") != FORMAT_VERSION or meta.get("step") != step:
+            raise IndexCorrupt(
+                f"{directory}: {META} is not format {FORMAT_VERSION} for step {step}"
+            )
+        if EMBEDDINGS not in meta.get("files", {}):
+            raise IndexCorrupt(f"{directory}: {META} lists no {EMBEDDINGS}")
+        for rel, want in meta["files"].items():
+            path = os.path.join(directory, rel)
+            if not os.path.isfile(path):
+                raise IndexCorrupt(f"{directory}: missing file {rel}")
+            if _file_record(path) != want:
+                raise IndexCorrupt(f"{directory}: bad checksum for {rel}")
+        return meta
+
+    def load(self, step: int | None = None, **searcher_options) -> LoadedIndex | None:
+        """The newest valid index at or below ``step`` (default LATEST), or None.
+
+        Each damaged candidate is skipped with a warning naming it. ``searcher_options`` go to
+        the searcher's ``load`` (e.g. ``devices`` for exact search).
+        """
+        limit = self.latest_step() if step is None else step
+        if limit is None:
+            return None
+        for candidate in sorted((s for s in self.steps() if s <= limit), reverse=True):
+            try:
+                return self._open(candidate, self.verify(candidate), searcher_options)
+            except (IndexCorrupt, OSError, ValueError) as e:
+                log.warning("skipping index %s: %s", self.step_dir(candidate), e)
+        return None
+
+    def _open(self, step: int, meta: dict, searcher_options: dict) -> LoadedIndex:
+        directory = self.step_dir(step)
+        block_emb = np.load(os.path.join(directory, EMBEDDINGS), mmap_mode="r")
+        if meta["dtype"] == "bfloat16":
+            block_emb = block_emb.view(BFLOAT16)
+        if block_emb.shape != (meta["num_blocks"], meta["dim"]):
+            raise IndexCorrupt(f"{directory}: embeddings {block_emb.shape} disagree with {META}")
+        searcher = load_searcher(
+            meta["searcher"], os.path.join(directory, SEARCHER_DIR), block_emb, searcher_options
+        )
+        return LoadedIndex(step, directory, meta, block_emb, searcher)
+
+    def recover(self) -> None:
+        """Writer start-up: drop leftovers of a killed publish, finish an interrupted one, prune."""
+        if not os.path.isdir(self.root):
+            return
+        for name in os.listdir(self.root):
+            if name.endswith((".tmp", ".del")):
+                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+        latest = self.latest_step()
+        for step in sorted(self.steps(), reverse=True):
+            if latest is not None and step <= latest:
+                break
+            # Renamed but LATEST not yet updated: publish it if intact, else remove it.
+            try:
+                self.verify(step)
+            except IndexCorrupt as e:
+                log.warning("removing unpublished index %s: %s", self.step_dir(step), e)
+                _remove_dir(self.step_dir(step), self.root)
+                continue
+            with atomic_write(os.path.join(self.root, LATEST)) as f:
+                f.write(f"{step}\n")
+            break
+        self.prune()
+
+
+def load_searcher(kind: str, directory: str, block_emb: np.ndarray, options: dict) -> Searcher:
+    """The saved searcher of ``kind`` ("exact" or "scann") over block_emb."""
+    if kind == "exact":
+        from realm_jax.index.exact import ExactSearcher
+
+        return ExactSearcher.load(directory, block_emb, **options)
+    if kind == "scann":
+        from realm_jax.index.scann_searcher import ScannSearcher
+
+        return ScannSearcher.load(directory, block_emb)
+    raise IndexCorrupt(f"{directory}: unknown searcher kind {kind!r}")
+
+
+def _files(directory: str) -> list[str]:
+    """Relative paths of every file under ``directory`` except meta.json, sorted."""
+    out = []
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            rel = os.path.relpath(os.path.join(parent, name), directory)
+            if rel != META:
+                out.append(rel)
+    return sorted(out)
+
+
+def _file_record(path: str) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_dir(path: str, root: str) -> None:
+    """Renames ``path`` to a hidden ``.del`` name (gone for readers at once), then deletes it."""
+    trash = os.path.join(root, f".{os.path.basename(path)}.del")
+    shutil.rmtree(trash, ignore_errors=True)
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,115 @@
+"""Exact (sharded) and ScaNN searchers against a numpy reference on random and clustered data."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from realm_jax.index.exact import ExactSearcher
+from realm_jax.index.scann_searcher import ScannSearcher, scann_params
+from realm_jax.index.searcher import BFLOAT16, numpy_top_k, recall_at_k
+
+
+def _random(n, d, q, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)).astype(np.float32), rng.normal(size=(q, d)).astype(np.float32)
+
+
+def clustered(n, d, q, clusters=64, seed=0):
+    """Gaussian clusters: blocks [n, d] and queries [q, d] drawn around the same centers."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(clusters, d)).astype(np.float32)
+    draw = lambda m: centers[rng.integers(0, clusters, m)] + 0.5 * rng.normal(size=(m, d))
+    return draw(n).astype(np.float32), draw(q).astype(np.float32)
+
+
+def _argsort_top_k(q, x, k):
+    s = q @ x.astype(np.float32).T
+    ids = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, ids, 1), ids
+
+
+def test_numpy_reference_matches_a_full_sort():
+    x, q = _random(1000, 16, 20)
+    s, ids = numpy_top_k(q, x, 10, chunk_rows=64)
+    ref_s, ref_ids = _argsort_top_k(q, x, 10)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(s, ref_s, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, BFLOAT16])
+def test_exact_equals_numpy_on_8_devices(num_devices, dtype):
+    x, q = _random(1001, 16, 37, seed=1)  # 1001 rows: not divisible by 8 devices x 64 rows
+    x = x.astype(dtype)
+    searcher = ExactSearcher(x, chunk_rows=64)
+    assert len(searcher.block_emb.sharding.device_set) == num_devices
+    for k in (1, 10, 100):  # k=100 > chunk_rows: each chunk gives all its rows
+        s, ids = searcher.search(q, k)
+        ref_s, ref_ids = numpy_top_k(q, x, k)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_allclose(s, ref_s, rtol=1e-5, atol=1e-5)
+        assert s.dtype == np.float32 and ids.dtype == np.int32 and ids.shape == (37, k)
+
+
+def test_sharded_exact_equals_unsharded(num_devices):
+    x, q = _random(777, 24, 300, seed=2)  # 300 queries: two query batches (256 + 44)
+    one = ExactSearcher(x, devices=jax.local_devices()[:1], chunk_rows=128)
+    many = ExactSearcher(x, chunk_rows=32)
+    s1, i1 = one.search(q, 10)
+    s8, i8 = many.search(q, 10)
+    np.testing.assert_array_equal(i8, i1)
+    np.testing.assert_allclose(s8, s1, rtol=1e-6, atol=1e-6)
+
+
+def test_exact_padding_never_returned():
+    x = -np.ones((3, 4), np.float32)  # every real score negative: zero padding would win
+    s, ids = ExactSearcher(x).search(np.ones((2, 4), np.float32), 3)
+    assert sorted(ids[0]) == [0, 1, 2] and np.all(s == -4)
+
+
+def test_bad_queries_are_one_line_errors():
+    searcher = ExactSearcher(np.ones((5, 4), np.float32))
+    with pytest.raises(ValueError, match=r"expected \[num_queries, 4\]"):
+        searcher.search(np.ones((2, 3)), 1)
+    with pytest.raises(ValueError, match="k=6"):
+        searcher.search(np.ones((2, 4)), 6)
+
+
+def test_scann_tree_recall_on_clustered_data():
+    x, q = clustered(20000, 32, 200, seed=3)
+    params = scann_params(len(x))
+    assert not params.brute_force and params.num_leaves == 141
+    searcher = ScannSearcher.build(x)
+    assert searcher.recall["recall_at_10"] >= 0.95, searcher.recall
+    s, ids = searcher.search(q, 10)
+    ref_s, ref_ids = numpy_top_k(q, x, 10)
+    recall = recall_at_k(ids, ref_ids)
+    print(f"ScaNN {params}: recall@10 {recall:.3f}, at build {searcher.recall}")
+    assert recall >= 0.95
+    # Scores are exact inner products of the returned ids, best first.
+    np.testing.assert_allclose(s, np.einsum("qd,qkd->qk", q, x[ids]), rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(s, axis=1) <= 0)
+
+
+def test_scann_brute_force_below_threshold_is_exact():
+    x, q = _random(500, 16, 30, seed=4)
+    searcher = ScannSearcher.build(x)
+    assert searcher.params.brute_force and searcher.recall["recall_at_10"] == 1.0
+    s, ids = searcher.search(q, 10)
+    ref_s, ref_ids = numpy_top_k(q, x, 10)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_allclose(s, ref_s, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n", [500, 9000])
+def test_scann_save_load_shares_the_embeddings(tmp_path, n):
+    x, q = clustered(n, 16, 20, seed=5)
+    searcher = ScannSearcher.build(x)
+    np.save(tmp_path / "embeddings.npy", x)
+    searcher.save(str(tmp_path / "scann"), shared_dataset="../embeddings.npy")
+    assert not os.path.exists(tmp_path / "scann" / "dataset.npy")
+    loaded = ScannSearcher.load(str(tmp_path / "scann"), np.load(tmp_path / "embeddings.npy"))
+    assert loaded.params == searcher.params and loaded.recall == searcher.recall
+    for a, b in zip(loaded.search(q, 10), searcher.search(q, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
