@@ -28,6 +28,36 @@ def time_call(fn: Callable[[], Any], iters: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], iters: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median wall seconds of each ``fns[name]()``, run round-robin so load hits all alike.
+
+    On a shared machine a burst of other work then slows one round of every implementation
+    instead of all runs of one, which keeps the ratios honest.
+    """
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1, got {iters}")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (other work competing for the cores), if the OS reports it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, core count, memory and library versions, for RESULTS.md."""
     cpu = platform.processor() or platform.machine()
@@ -52,6 +82,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "jax": jax.__version__,
         "jax_devices": f"{jax.local_device_count()}x {jax.default_backend()}",
+        "load_avg_1min": load_average(),
     }
 
 

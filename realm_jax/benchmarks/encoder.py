@@ -9,7 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from realm_jax.benchmarks.common import format_table, json_line, machine_info, time_call
+from realm_jax.benchmarks.common import (
+    format_table,
+    json_line,
+    load_average,
+    machine_info,
+    time_interleaved,
+)
 from realm_jax.convert import load_hf_bert, minilm_dir
 from realm_jax.data.corpus_files import MINI_PASSAGES
 from realm_jax.data.tokenization import Tokenizer
@@ -107,7 +113,7 @@ def encoder_throughput_main(
         }
         if hf_flax:
             runs["jax (transformers FlaxBertModel)"] = hf_flax_encoder_fn(model_dir, params, batch)
-        speeds = {name: batch_size / time_call(fn, iters) for name, fn in runs.items()}
+        speeds = {name: batch_size / t for name, t in time_interleaved(runs, iters).items()}
         torch_speed = next(v for k, v in speeds.items() if k.startswith("torch"))
         for name, speed in speeds.items():
             rows.append([seq_len, f"{real:.0f}", name, speed, speed / torch_speed])
@@ -121,7 +127,10 @@ def encoder_throughput_main(
                 "ratio": jax_speed / torch_speed,
             }
     headers = ["seq_len", "mean real tokens", "implementation", "seqs/s", "x torch"]
-    print(f"\nall-MiniLM-L6-v2, batch {batch_size}, float32, median of {iters} after warm-up")
+    print(
+        f"\nall-MiniLM-L6-v2, batch {batch_size}, float32, median of {iters} interleaved rounds "
+        f"after warm-up; load average at the end {load_average()}"
+    )
     print(format_table(headers, rows))
     print(json_line(result))
     return result
@@ -169,7 +178,7 @@ def attention_layout_main(batch_size: int, seq_lens: Sequence[int], iters: int) 
     rows, result = [], {"benchmark": "attention_layout"}
     for seq_len in seq_lens:
         fns = attention_layouts(batch_size, 12, seq_len, 32, CPU_ATTENTION_CHUNK_BYTES)
-        times = {name: time_call(fn, iters) for name, fn in fns.items()}
+        times = time_interleaved(fns, iters)
         base = next(iter(times.values()))
         for name, t in times.items():
             rows.append([seq_len, name, 1000 * t, base / t])

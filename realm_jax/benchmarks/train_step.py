@@ -11,7 +11,7 @@ import json
 import jax
 import numpy as np
 
-from realm_jax.benchmarks.common import format_table, json_line, machine_info, time_call
+from realm_jax.benchmarks.common import format_table, json_line, machine_info, time_interleaved
 from realm_jax.convert.hf_realm import params_from_hf_realm, realm_config_from_hf
 from realm_jax.data.corpus_files import MINI_PASSAGES
 from realm_jax.data.tokenization import Tokenizer
@@ -155,8 +155,8 @@ def train_step_main(
     print(f"machine: {machine_info()}")
     jax_run = jax_step_fn(scorer, encoder, cfg, data, 1e-5)
     torch_run = torch_step_fn(scorer, encoder, data, 1e-5, threads)
-    jax_s = time_call(jax_run, iters, warmup=1)
-    torch_s = time_call(torch_run, iters, warmup=1)
+    times = time_interleaved({"jax": jax_run, "torch": torch_run}, iters, warmup=1)
+    jax_s, torch_s = times["jax"], times["torch"]
     shape = (
         f"MiniLM-L6 size (6 x 384), batch {batch}, K {k}, query {query_len}, "
         f"candidate {cand_len}, joint {query_len + cand_len}, {num_masks} masks"
