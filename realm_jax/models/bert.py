@@ -166,9 +166,10 @@ def dot_product_attention(q, k, v, bias, dropout_rate: float = 0.0, dropout_rng=
 class BertSelfAttention(nn.Module):
     """Multi-head self-attention with an additive padding bias.
 
-    Heads are laid out ``[batch, heads, seq, head_dim]`` so both attention matmuls are plain
-    batched GEMMs (XLA CPU runs ``bqhd,bkhd->bhqk`` on ``[batch, seq, heads, dim]`` ~1.5x slower).
-    On CPU the batch is processed in chunks whose scores fit ``chunk_bytes`` (None: no chunking).
+    Heads are laid out ``[batch, heads, seq, head_dim]`` so both attention products are batched
+    GEMMs with leading batch dims. On CPU the batch is processed in chunks whose scores fit
+    ``chunk_bytes`` (None: no chunking): the attention core then runs from cache, 2-3x faster at
+    MiniLM shapes (experiments/benchmarks/attention_layout.py).
     """
 
     config: BertConfig
