@@ -204,9 +204,10 @@ class IndexStore:
         """Writer start-up: drop leftovers of a killed publish, finish an interrupted one, prune."""
         if not os.path.isdir(self.root):
             return
-        for name in os.listdir(self.root):
+        for name in os.listdir(self.root):  # <step>.tmp/, .<step>.del/, .LATEST.*.tmp
+            path = os.path.join(self.root, name)
             if name.endswith((".tmp", ".del")):
-                shutil.rmtree(os.path.join(self.root, name), ignore_errors=True)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         latest = self.latest_step()
         for step in sorted(self.steps(), reverse=True):
             if latest is not None and step <= latest:

@@ -112,7 +112,10 @@ class Checkpoints:
     ):
         self.directory = os.path.abspath(directory)
         if read_only:
-            options = ocp.CheckpointManagerOptions(read_only=True)
+            # Spelled out: orbax warns when read_only overrides its saving defaults.
+            options = ocp.CheckpointManagerOptions(
+                read_only=True, save_interval_steps=0, create=False, max_to_keep=None
+            )
         else:
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save

@@ -1,0 +1,201 @@
+"""The re-indexing job (REALM's asynchronous refresh): checkpoint -> embeddings -> searcher.
+
+It polls the trainer's checkpoint directory; for the newest step not yet published it restores
+only the document tower, embeds the whole corpus, builds the searcher and publishes it atomically
+(``IndexStore.publish``), and repeats until the trainer's DONE marker (after indexing the last
+step). A separate process in the real set-up (``experiments/refresh.py`` or ``start_refresher(...,
+"process")``); a background thread for small runs. Killed at any point, it leaves the published
+indexes intact, and a restarted refresher clears the leftovers and carries on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from realm_jax.index.embed import ArrayBlocks, BlockSource, CorpusEmbedder
+from realm_jax.index.searcher import Searcher, emb_dtype
+from realm_jax.index.store import IndexStore
+from realm_jax.train.checkpoint import Checkpoints, is_done, read_embedder_spec
+
+log = logging.getLogger(__name__)
+# (phase, step): "restore", "embed", "build", "publish:<part>", "published", "idle", "done".
+PhaseFn = Callable[[str, int], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshConfig:
+    """Where to read, what to build, where to publish."""
+
+    checkpoint_dir: str
+    index_dir: str
+    blocks: str  # a data.blocks store directory, or an .npz of input_ids / input_mask [N, L]
+    searcher: str = "scann"  # "scann" (ScaNN; brute force below 8192 blocks) or "exact"
+    emb_dtype: str = "float32"  # or "bfloat16": half the memory and disk
+    batch_size: int = 256  # global embedding batch
+    max_len: int = 288  # block length the tower sees (REALM: 288)
+    keep: int = 3  # published indexes kept
+    poll_seconds: float = 1.0
+    progress: bool = True
+
+
+def load_blocks(path: str) -> BlockSource:
+    """A block store directory (``data.blocks.BlockStore``) or an .npz of token arrays [N, L]."""
+    if os.path.isdir(path):
+        from realm_jax.data.blocks import BlockStore
+
+        return BlockStore(path)
+    if path.endswith(".npz") and os.path.isfile(path):
+        with np.load(path) as z:
+            types = z["token_type_ids"] if "token_type_ids" in z else None
+            return ArrayBlocks(z["input_ids"], z["input_mask"], types)
+    raise FileNotFoundError(f"{path}: neither a block store directory nor an .npz file")
+
+
+def build_searcher(kind: str, block_emb: np.ndarray) -> Searcher:
+    """A searcher of ``kind`` over block_emb [N, D] (ScaNN measures its recall while building)."""
+    if kind == "scann":
+        from realm_jax.index.scann_searcher import ScannSearcher
+
+        return ScannSearcher.build(block_emb)
+    if kind == "exact":
+        from realm_jax.index.exact import ExactSearcher
+
+        return ExactSearcher(block_emb)
+    raise ValueError(f"searcher {kind!r}: expected 'scann' or 'exact'")
+
+
+class Refresher:
+    """Turns trainer checkpoints into published indexes, newest first, one at a time."""
+
+    def __init__(
+        self,
+        config: RefreshConfig,
+        blocks: BlockSource | None = None,
+        on_phase: PhaseFn | None = None,
+    ):
+        emb_dtype(config.emb_dtype)  # fail on a bad name before any work
+        self.config = config
+        self.blocks = blocks if blocks is not None else load_blocks(config.blocks)
+        self.checkpoints = Checkpoints(config.checkpoint_dir, read_only=True)
+        self.store = IndexStore(config.index_dir, keep=config.keep)
+        self.on_phase = on_phase or (lambda phase, step: None)
+        self._embed: CorpusEmbedder | None = None  # built at the first refresh (needs the spec)
+        self.timings: list[dict] = []  # seconds per phase, one record per refresh
+
+    def refresh(self, step: int) -> dict:
+        """Indexes checkpoint ``step`` and publishes it; returns the index meta."""
+        c, marks = self.config, {}
+
+        def phase(name: str) -> None:
+            marks[name] = time.perf_counter()
+            self.on_phase(name, step)
+
+        phase("restore")
+        params = self.checkpoints.restore_embedder_params(step)
+        if self._embed is None:
+            self._embed = CorpusEmbedder(read_embedder_spec(c.checkpoint_dir).module())
+        phase("embed")
+        block_emb = self._embed(
+            params,
+            self.blocks,
+            c.batch_size,
+            c.max_len,
+            emb_dtype(c.emb_dtype),
+            progress=c.progress,
+        )
+        phase("build")
+        searcher = build_searcher(c.searcher, block_emb)
+        phase("publish")
+        meta = self.store.publish(
+            step, block_emb, searcher, on_phase=lambda part: self.on_phase(part, step)
+        )
+        phase("published")
+        names = list(marks)
+        timing = {a: marks[b] - marks[a] for a, b in zip(names[:-1], names[1:], strict=True)}
+        self.timings.append(
+            {"step": step, **timing, "total": marks["published"] - marks["restore"]}
+        )
+        log.info("published index %d: recall %s, seconds %s", step, meta["recall"], timing)
+        return meta
+
+    def run(self, stop: threading.Event | None = None, max_failures: int = 3) -> list[int]:
+        """Refreshes until DONE (or ``stop``); returns the steps published by this run."""
+        stop = stop or threading.Event()
+        self.store.recover()  # a killed predecessor's leftovers
+        published, failures = [], 0
+        while not stop.is_set():
+            done = is_done(self.config.checkpoint_dir)  # read first: no step after it is missed
+            newest = self.checkpoints.latest_step()
+            current = self.store.latest_step()
+            if newest is not None and (current is None or newest > current):
+                try:
+                    self.refresh(newest)
+                    published.append(newest)
+                    failures = 0
+                except Exception:  # e.g. the trainer pruned the step while we restored it
+                    failures += 1
+                    log.exception("refresh of step %d failed (%d in a row)", newest, failures)
+                    if failures >= max_failures:
+                        raise
+                    stop.wait(self.config.poll_seconds)
+                continue
+            if done:
+                self.on_phase("done", current if current is not None else -1)
+                break
+            stop.wait(self.config.poll_seconds)
+        return published
+
+
+def run_refresher(config: RefreshConfig) -> list[int]:
+    """Entry point of a refresher process: run until the trainer's DONE marker."""
+    logging.basicConfig(level=logging.INFO)
+    return Refresher(config).run()
+
+
+class RefresherHandle:
+    """A running refresher (thread or process): ``stop()`` ends it, ``join()`` waits for DONE."""
+
+    def __init__(self, worker, stop: threading.Event | None):
+        self.worker = worker
+        self._stop = stop
+
+    def is_alive(self) -> bool:
+        return self.worker.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.worker.join(timeout)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Asks a thread to stop after its current refresh; terminates a process (SIGTERM)."""
+        if self._stop is not None:
+            self._stop.set()
+        elif self.worker.is_alive():
+            self.worker.terminate()
+        self.worker.join(timeout)
+
+
+def start_refresher(
+    config: RefreshConfig, mode: str = "process", blocks: BlockSource | None = None
+) -> RefresherHandle:
+    """Starts a refresher in a new process (spawned: no forked JAX state) or a daemon thread."""
+    if mode == "thread":
+        stop = threading.Event()
+        refresher = Refresher(config, blocks)
+        worker = threading.Thread(target=refresher.run, args=(stop,), daemon=True, name="refresh")
+        worker.start()
+        return RefresherHandle(worker, stop)
+    if mode == "process":
+        worker = multiprocessing.get_context("spawn").Process(
+            target=run_refresher, args=(config,), name="refresh"
+        )
+        worker.start()
+        return RefresherHandle(worker, None)
+    raise ValueError(f"refresher mode {mode!r}: expected 'process' or 'thread'")
