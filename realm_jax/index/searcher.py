@@ -87,9 +87,14 @@ def rescore(
     query_emb: np.ndarray, block_emb: np.ndarray, ids: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner products of candidate ids [Q, c] (-1 = none), re-sorted -> best k of each row."""
-    safe = np.maximum(ids, 0)
-    cand = np.asarray(block_emb[safe.ravel()], np.float32).reshape(*ids.shape, -1)  # [Q, c, D]
-    scores = np.einsum("qd,qcd->qc", np.asarray(query_emb, np.float32), cand)
-    scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+    missing = ids < 0
+    any_missing = bool(missing.any())
+    rows = np.where(missing, 0, ids) if any_missing else ids
+    cand = block_emb[rows.ravel()].reshape(*ids.shape, -1)  # [Q, c, D]
+    if cand.dtype != np.float32:
+        cand = cand.astype(np.float32)
+    scores = np.matmul(cand, np.asarray(query_emb, np.float32)[:, :, None])[..., 0]  # [Q, c]
+    if any_missing:
+        scores[missing] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1).astype(np.int32)
