@@ -77,7 +77,8 @@ class CorpusEmbedder:
     def __init__(self, embedder: nn.Module, devices: list | None = None):
         self.embedder = embedder
         self.devices = list(devices or jax.local_devices())
-        self._fwd = jax.pmap(
+        # (replicated params, ids, mask, types [devices, b, L]) -> [devices, b, dim]
+        self.forward = jax.pmap(
             lambda p, ids, mask, types: embedder.apply(p, ids, mask, types),
             axis_name=AXIS,
             devices=self.devices,
@@ -112,7 +113,7 @@ class CorpusEmbedder:
                 if idx is not None:
                     inputs = blocks.block_inputs(_fill(idx, batch_size), seq_len)
                     shaped = [inputs[k].reshape(n_dev, -1, seq_len) for k in INPUT_KEYS]
-                    launched = (idx, self._fwd(replicated, *shaped))
+                    launched = (idx, self.forward(replicated, *shaped))
                 if pending is not None:
                     rows, emb = pending
                     out[rows] = np.asarray(emb).reshape(-1, out.shape[1])[: len(rows)]

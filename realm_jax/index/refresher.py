@@ -80,14 +80,16 @@ class Refresher:
         config: RefreshConfig,
         blocks: BlockSource | None = None,
         on_phase: PhaseFn | None = None,
+        embed: CorpusEmbedder | None = None,
     ):
+        """``blocks`` and ``embed`` default to ``config.blocks`` and the checkpoint's tower."""
         emb_dtype(config.emb_dtype)  # fail on a bad name before any work
         self.config = config
         self.blocks = blocks if blocks is not None else load_blocks(config.blocks)
         self.checkpoints = Checkpoints(config.checkpoint_dir, read_only=True)
         self.store = IndexStore(config.index_dir, keep=config.keep)
         self.on_phase = on_phase or (lambda phase, step: None)
-        self._embed: CorpusEmbedder | None = None  # built at the first refresh (needs the spec)
+        self._embed = embed  # else built at the first refresh (the spec comes with checkpoints)
         self.timings: list[dict] = []  # seconds per phase, one record per refresh
 
     def refresh(self, step: int) -> dict:

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from realm_jax.index.searcher import check_query, numpy_top_k, recall_at_k, rescore
+from realm_jax.index.searcher import check_query, numpy_top_k, rescore, tied_recall
 
 BRUTE_FORCE_BELOW = 8192  # 8192 x 128 float32 scores in ~1 ms per query: nothing to approximate
 LEAVES_SEARCHED = 0.05  # fraction of leaves a query visits (1M blocks: 50 of 1000)
@@ -133,18 +133,20 @@ class ScannSearcher:
     def measure_recall(
         self, query_emb: np.ndarray, k: int, exclude: np.ndarray | None = None
     ) -> float:
-        """Recall@k of ``search`` against numpy exact search on query_emb [Q, D]; recorded.
+        """Recall@k of ``search`` against numpy exact search on query_emb [Q, D] (ties count as
+        hits); recorded in ``self.recall``.
 
         ``exclude`` [Q]: a block id to leave out of each query's truth and results (a block used as
         its own query would be a free hit).
         """
         extra = 0 if exclude is None else 1
-        _, true_ids = numpy_top_k(query_emb, self.block_emb, k + extra)
-        _, ids = self.search(query_emb, k + extra)
+        true = numpy_top_k(query_emb, self.block_emb, k + extra)  # (scores, ids) [Q, k + extra]
+        found = self.search(query_emb, k + extra)
         if exclude is not None:
-            drop = lambda a: np.stack([r[r != e][:k] for r, e in zip(a, exclude, strict=True)])
-            true_ids, ids = drop(true_ids), drop(ids)
-        recall = recall_at_k(ids, true_ids)
+            keep = lambda s, i, e: (s[i != e][:k], i[i != e][:k])
+            drop = lambda a: tuple(map(np.stack, zip(*map(keep, *a, exclude), strict=True)))
+            true, found = drop(true), drop(found)
+        recall = tied_recall(found[0], true[0])
         self.recall = {f"recall_at_{k}": recall, "num_queries": len(query_emb)}
         return recall
 

@@ -83,6 +83,14 @@ def recall_at_k(found_ids: np.ndarray, true_ids: np.ndarray) -> float:
     return float(np.mean(hits))
 
 
+def tied_recall(found_scores: np.ndarray, true_scores: np.ndarray, rtol: float = 1e-5) -> float:
+    """Recall@k from exact scores [Q, k]: a found block scoring at least the k-th true score (up
+    to float rounding) is a hit, so ties between equal embeddings are not misses."""
+    kth = true_scores[:, -1:]
+    hits = found_scores >= kth - rtol * np.maximum(np.abs(kth), 1.0)
+    return float(np.mean(np.minimum(hits.sum(1), true_scores.shape[1]) / true_scores.shape[1]))
+
+
 def rescore(
     query_emb: np.ndarray, block_emb: np.ndarray, ids: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
