@@ -128,26 +128,27 @@ class Refresher:
         log.info("published index %d: recall %s, seconds %s", step, meta["recall"], timing)
         return meta
 
-    def run(self, stop: threading.Event | None = None, max_failures: int = 3) -> list[int]:
+    def run(self, stop: threading.Event | None = None, max_failures: int = 5) -> list[int]:
         """Refreshes until DONE (or ``stop``); returns the steps published by this run."""
         stop = stop or threading.Event()
         self.store.recover()  # a killed predecessor's leftovers
         published, failures = [], 0
         while not stop.is_set():
-            done = is_done(self.config.checkpoint_dir)  # read first: no step after it is missed
-            newest = self.checkpoints.latest_step()
-            current = self.store.latest_step()
-            if newest is not None and (current is None or newest > current):
-                try:
+            try:
+                done = is_done(self.config.checkpoint_dir)  # read first: no later step is missed
+                newest = self.checkpoints.latest_step()
+                current = self.store.latest_step()
+                if newest is not None and (current is None or newest > current):
                     self.refresh(newest)
                     published.append(newest)
                     failures = 0
-                except Exception:  # e.g. the trainer pruned the step while we restored it
-                    failures += 1
-                    log.exception("refresh of step %d failed (%d in a row)", newest, failures)
-                    if failures >= max_failures:
-                        raise
-                    stop.wait(self.config.poll_seconds)
+                    continue
+            except Exception:  # e.g. the trainer pruned a step while we listed or restored it
+                failures += 1
+                log.exception("refresh poll failed (%d in a row)", failures)
+                if failures >= max_failures:
+                    raise
+                stop.wait(self.config.poll_seconds)
                 continue
             if done:
                 self.on_phase("done", current if current is not None else -1)

@@ -20,6 +20,7 @@ import numpy as np
 from realm_jax.data.blocks import BlockStore
 from realm_jax.data.pretraining import realm_batch
 from realm_jax.data.salient_spans import MaskedSentence
+from realm_jax.index.store import IndexStore
 from realm_jax.index.watcher import IndexWatcher
 from realm_jax.models.realm import RealmPretrainModel
 from realm_jax.train.checkpoint import Checkpoints, EmbedderSpec, mark_done
@@ -42,8 +43,10 @@ class RealmLoopConfig:
     max_masks: int = 2
     learning_rate: float = 1e-4
     checkpoint_every: int = 4  # the refresher can only be as fresh as the checkpoints
-    refresh_interval: int = 0  # watcher: swap only once the index is this many steps old
-    max_staleness: int = 24  # the bound the run reports against; steps never wait on it
+    refresh_interval: int = 0  # swap an index in only once the one in use is this many steps old
+    # (REALM's "30x stale" ablation: 30x this); 0 swaps as soon as a newer index is loaded
+    max_staleness: int = 24  # the bound the run warns past; steps never wait on the index
+    index_poll_seconds: float = 0.5
     first_index_timeout: float = 300.0  # start-up wait for the index of step 0
     min_step_seconds: float = 0.0  # pace steps (stands in for a real step's length in tests)
 
@@ -69,17 +72,33 @@ def train_realm(
     blocks: BlockStore,
     queries: Sequence[MaskedSentence],
     checkpoint_dir: str,
-    watcher: IndexWatcher,
+    index_dir: str,
     on_step: Callable[[dict], None] | None = None,
 ) -> list[dict]:
-    """Runs ``config.num_steps`` REALM steps against the refreshed index; returns per-step logs."""
+    """Runs ``config.num_steps`` REALM steps against the index the refresher keeps publishing
+    in ``index_dir`` from this run's checkpoints; returns one log record per step."""
     c = config
     checkpoints = Checkpoints(
         checkpoint_dir, embedder_spec=EmbedderSpec.from_realm_config(model.config)
     )
-    state = TrainState.create(params, bert_adamw(c.learning_rate, c.num_steps))
-    checkpoints.save(0, state)
+    checkpoints.save(0, TrainState.create(params, bert_adamw(c.learning_rate, c.num_steps)))
     checkpoints.wait()
+    watcher = IndexWatcher(IndexStore(index_dir), c.index_poll_seconds, c.refresh_interval)
+    try:
+        history = _run(
+            c, model, params, blocks, queries, checkpoints, watcher, on_step or _log_step
+        )
+    finally:
+        watcher.stop()
+        checkpoints.wait()
+        checkpoints.close()
+    mark_done(checkpoint_dir)
+    return history
+
+
+def _run(c, model, params, blocks, queries, checkpoints, watcher, on_step) -> list[dict]:
+    """The steps of ``train_realm`` (state 0 already checkpointed)."""
+    state = TrainState.create(params, bert_adamw(c.learning_rate, c.num_steps))
     watcher.start().wait_for_first(c.first_index_timeout)
     step_fn = realm_step(model)
     embed = query_embed_fn(model)
@@ -117,11 +136,11 @@ def train_realm(
         if (pause := c.min_step_seconds - (time.perf_counter() - start)) > 0:
             time.sleep(pause)
         record["step_seconds"] = time.perf_counter() - start
+        if record["staleness"] > c.max_staleness:
+            log.warning("step %d: index %d is %d steps stale (bound %d)", step, index.step,
+                        record["staleness"], c.max_staleness)  # fmt: skip
         history.append(record)
-        (on_step or _log_step)(record)
-    checkpoints.wait()
-    checkpoints.close()
-    mark_done(checkpoint_dir)
+        on_step(record)
     return history
 
 
