@@ -1,5 +1,6 @@
 """Exact (sharded) and ScaNN searchers against a numpy reference on random and clustered data."""
 
+import dataclasses
 import os
 
 import jax
@@ -90,6 +91,17 @@ def test_scann_tree_recall_on_clustered_data():
     # Scores are exact inner products of the returned ids, best first.
     np.testing.assert_allclose(s, np.einsum("qd,qkd->qk", q, x[ids]), rtol=1e-5, atol=1e-5)
     assert np.all(np.diff(s, axis=1) <= 0)
+
+
+def test_scann_without_reorder_rescores_here():
+    x, q = clustered(9000, 16, 50, seed=6)
+    params = dataclasses.replace(scann_params(len(x)), reorder=0)  # AH estimates only
+    searcher = ScannSearcher.build(x, params)
+    assert not searcher.exact_scores
+    s, ids = searcher.search(q, 10)
+    np.testing.assert_allclose(s, np.einsum("qd,qkd->qk", q, x[ids]), rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(s, axis=1) <= 0)
+    print(f"AH without reorder: recall@10 {recall_at_k(ids, numpy_top_k(q, x, 10)[1]):.3f}")
 
 
 def test_scann_brute_force_below_threshold_is_exact():
