@@ -71,7 +71,7 @@ def mips_main(
     )
     ours_recall = recall_at_k(searcher.search(queries, k)[1], true_ids)
     raw_recall = recall_at_k(np.asarray(raw(queries, **kwargs)[0]), true_ids)
-    rows.append(["ScannSearcher (+ exact rescoring)", scann_build, num_queries / times["ours"],
+    rows.append(["ScannSearcher (ours)", scann_build, num_queries / times["ours"],
                  ours_recall])  # fmt: skip
     rows.append(["raw ScaNN search_batched_parallel", scann_build, num_queries / times["raw"],
                  raw_recall])  # fmt: skip
