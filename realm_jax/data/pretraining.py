@@ -61,8 +61,12 @@ def realm_batch(
     cand_len: int = 288,
     joint_len: int | None = None,
     max_masks: int = 10,
+    query_uids: Sequence[bytes] | None = None,
 ) -> dict[str, np.ndarray]:
     """Masked sentences + retrieval -> the REALM step's batch (keys in ``train/steps.py``).
+
+    ``query_uids``: uids of the queries' source blocks when they come from another corpus than
+    ``store`` (X != Z, e.g. CC-News); by default the queries' blocks are in ``store``.
 
     Shapes: query ``[B, query_len]``, candidates ``[B, K, cand_len]``, joint ``[B, K, joint_len]``
     (default ``query_len + cand_len``), MLM ``[B, max_masks]``; ``cand_valid`` and ``mlm_mask``
@@ -85,7 +89,8 @@ def realm_batch(
     empty = np.zeros(0, np.int32)
     titles, bodies, valid = [], [], np.zeros((b, k), bool)
     for row, q in enumerate(queries):
-        ids = select_candidates(retrieved[row], store.uid(q.block_index), store.uids, k)
+        own = store.uid(q.block_index) if query_uids is None else query_uids[row]
+        ids = select_candidates(retrieved[row], own, store.uids, k)
         valid[row, : 1 + len(ids)] = True
         padding = [empty] * (k - 1 - len(ids))  # null-document inputs, masked out by cand_valid
         titles += [empty] + [store.title_ids(i) for i in ids] + padding

@@ -1,0 +1,32 @@
+r"""Open-QA fine-tuning (ORQA recipe): frozen index, trainable query tower, span reader.
+
+  python experiments/finetune.py --config=experiments/configs/openqa_mini.py \
+      --workdir=runs/openqa_nq --config.init.pretrain_workdir=runs/realm
+
+Rerunning the same command resumes from the newest checkpoint in ``--workdir``; Ctrl-C keeps it.
+Config fields can be overridden on the command line (``--config.num_train_steps=10``). The last
+stdout line is the final evaluation as one JSON object; a bad config or a NaN loss gives one
+``error:`` line on stderr and exit 1.
+"""
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from realm_jax.train.launch import run_stage
+from realm_jax.train.loops import train_openqa
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "A stage config file (openqa).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and indexes go here.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    sys.exit(run_stage(train_openqa, _CONFIG.value, _WORKDIR.value))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,40 @@
+r"""Answers questions with a fine-tuned open-QA run: retrieve, read, best span, evidence.
+
+  python experiments/predict.py --checkpoint=runs/openqa_nq --questions=Q.jsonl --output=P.jsonl
+
+``--checkpoint`` is a fine-tuning workdir (its config, newest checkpoint and frozen index).
+``--questions`` is jsonl with a ``question`` field per line (other fields are ignored). Each
+output line is ``{question, prediction, score, evidence: [{block, title, text, probability}]}``
+with the top-5 retrieved blocks and their retrieval probabilities; ``evaluate_predictions.py``
+scores the file as it is. The output appears only when complete; a bad input gives one ``error:``
+line on stderr and exit 1.
+"""
+
+import sys
+
+from absl import app, flags
+
+from realm_jax.train.evaluate import predict_file
+from realm_jax.train.launch import USER_ERRORS, quiet_logs
+
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "An open-QA fine-tuning workdir.")
+_QUESTIONS = flags.DEFINE_string("questions", None, "jsonl of {question, ...}.")
+_OUTPUT = flags.DEFINE_string("output", None, "Predictions jsonl to write.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Questions per prediction batch.")
+flags.mark_flags_as_required(["checkpoint", "questions", "output"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet_logs()
+    try:
+        n = predict_file(_CHECKPOINT.value, _QUESTIONS.value, _OUTPUT.value, _BATCH_SIZE.value)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{n} predictions written to {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Baselines beside REALM: retrievers that need no training."""

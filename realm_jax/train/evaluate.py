@@ -1,0 +1,60 @@
+"""Predictions and scores of a fine-tuned open-QA run (what predict.py / evaluate.py call)."""
+
+from __future__ import annotations
+
+import os
+
+from realm_jax.data.jsonl import JsonlError, iter_jsonl, write_jsonl
+from realm_jax.data.openqa import REGEX_CONFIGS, read_questions
+from realm_jax.train.openqa_pipeline import score_predictions
+
+
+def read_question_file(path: str, with_answers: bool = False) -> list[dict]:
+    """Rows ``{question, answers}`` of a jsonl file (``answer`` required if ``with_answers``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    rows = []
+    for line, record in iter_jsonl(path, ("question", "answer") if with_answers else ("question",)):
+        answers = record.get("answer", [])
+        if not isinstance(record["question"], str):
+            raise JsonlError(path, line, "field 'question' must be a string")
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise JsonlError(path, line, "field 'answer' must be a list of strings")
+        rows.append({"question": record["question"], "answers": answers})
+    return rows
+
+
+def predict_questions(workdir: str, questions: list[str], batch_size: int = 16) -> list[dict]:
+    """Prediction records of ``questions`` by the newest checkpoint of an open-QA run."""
+    from realm_jax.train.loops import load_openqa_run
+
+    _, params, answerer = load_openqa_run(workdir)
+    return answerer(params, questions, batch_size)
+
+
+def predict_file(workdir: str, questions_path: str, output: str, batch_size: int = 16) -> int:
+    """Writes predictions for a questions jsonl to ``output`` atomically; returns their number."""
+    rows = read_question_file(questions_path)
+    predictions = predict_questions(workdir, [r["question"] for r in rows], batch_size)
+    return write_jsonl(output, predictions)
+
+
+def evaluate_run(
+    workdir: str,
+    dataset: str | None = None,
+    split: str = "test",
+    questions_path: str | None = None,
+    regex: bool | None = None,
+    output: str | None = None,
+    batch_size: int = 16,
+) -> dict[str, float]:
+    """EM and recall@5 of an open-QA run on a packaged split or a ``{question, answer}`` file."""
+    if dataset:
+        rows = read_questions(dataset, split)
+    else:
+        rows = read_question_file(questions_path, with_answers=True)
+    regex = (dataset in REGEX_CONFIGS) if regex is None else regex
+    predictions = predict_questions(workdir, [r["question"] for r in rows], batch_size)
+    if output:
+        write_jsonl(output, predictions)
+    return score_predictions(rows, predictions, regex)

@@ -1,0 +1,246 @@
+"""The MIPS index a loop retrieves from: built, published, reused, refreshed (sync or async).
+
+An index is a published ``index.store.IndexStore`` step: embeddings of every block by the document
+tower of train step ``s`` plus a searcher. Beside each published step the trainer keeps the tower
+itself (``towers/<s>.npz``, written before the index is published), because REALM embeds a query
+with the embedder *of the index snapshot*, not with the current one (DESIGN.md 2.4).
+
+``SyncIndex``: the trainer re-embeds the corpus every ``refresh_every`` steps (0: never again; a
+frozen index). Deterministic: a resumed run loads the snapshot it had. ``AsyncIndex``: REALM's
+asynchronous refresh; a refresher (thread or spawned process) indexes the trainer's checkpoints
+while training goes on and an ``IndexWatcher`` swaps newer indexes in between steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import jax
+import numpy as np
+from flax import traverse_util
+from ml_collections import ConfigDict
+
+from realm_jax.data.blocks import BlockStore
+from realm_jax.data.jsonl import atomic_write
+from realm_jax.index.embed import CorpusEmbedder
+from realm_jax.index.refresher import RefreshConfig, build_searcher, start_refresher
+from realm_jax.index.searcher import Searcher, emb_dtype
+from realm_jax.index.store import IndexStore, LoadedIndex
+from realm_jax.index.watcher import IndexWatcher
+from realm_jax.train.checkpoint import Checkpoints, EmbedderSpec, embedder_params
+
+log = logging.getLogger(__name__)
+TOWERS_DIR = "towers"
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """An index in use: the step that built it, its searcher and embeddings, and its tower."""
+
+    step: int
+    searcher: Searcher
+    block_emb: np.ndarray  # [N, D]
+    tower: dict | None  # the document tower's {"params": ...} at ``step``; None: not known
+
+
+class QueryEncoder:
+    """Embed_input with given tower params: query_ids [B, L] (0 = padding) -> [B, D] numpy."""
+
+    def __init__(self, spec: EmbedderSpec):
+        module = spec.module()
+        self._fn = jax.jit(lambda p, ids: module.apply(p, ids, (ids != 0).astype(ids.dtype)))
+
+    def __call__(self, tower: dict, query_ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fn(tower, np.asarray(query_ids, np.int32)), np.float32)
+
+
+def query_tower(params: dict) -> dict:
+    """The query tower's ``{"params": ...}`` inside a model's params (ICT, REALM or open-QA)."""
+    p = params["params"]
+    towers = p.get("retriever", p)
+    return {"params": towers.get("query_embedder", towers["embedder"])}
+
+
+_EMBEDDERS: dict[EmbedderSpec, CorpusEmbedder] = {}
+
+
+def embed_blocks(
+    spec: EmbedderSpec, tower: dict, store: BlockStore, index: ConfigDict, max_len: int, progress
+) -> np.ndarray:
+    """Embed_doc of every block -> [N, D] in ``index.emb_dtype``."""
+    if spec not in _EMBEDDERS:  # one per tower shape, so its pmapped shapes compile once
+        _EMBEDDERS[spec] = CorpusEmbedder(spec.module())
+    return _EMBEDDERS[spec](
+        tower, store, index.emb_batch_size, max_len, emb_dtype(index.emb_dtype), progress=progress
+    )
+
+
+def _tower_path(index_dir: str, step: int) -> str:
+    return os.path.join(index_dir, TOWERS_DIR, f"{step}.npz")
+
+
+def save_tower(index_dir: str, step: int, tower: dict) -> None:
+    """Writes the tower of ``step`` atomically (before its index is published)."""
+    os.makedirs(os.path.join(index_dir, TOWERS_DIR), exist_ok=True)
+    flat = traverse_util.flatten_dict(jax.device_get(tower), sep="/")
+    with atomic_write(_tower_path(index_dir, step), "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in flat.items()})
+
+
+def load_tower(index_dir: str, step: int) -> dict | None:
+    path = _tower_path(index_dir, step)
+    if not os.path.isfile(path):
+        return None
+    with np.load(path) as z:
+        return traverse_util.unflatten_dict({k: z[k] for k in z.files}, sep="/")
+
+
+def _prune_towers(store: IndexStore) -> None:
+    kept = set(store.steps())
+    directory = os.path.join(store.root, TOWERS_DIR)
+    for name in os.listdir(directory) if os.path.isdir(directory) else []:
+        if name.endswith(".npz") and int(name.split(".")[0]) not in kept:
+            os.remove(os.path.join(directory, name))
+
+
+def publish(
+    store: IndexStore, step: int, block_emb: np.ndarray, tower: dict, index: ConfigDict
+) -> Snapshot:
+    """Builds the searcher over block_emb, saves the tower, publishes ``step``; its snapshot."""
+    searcher = build_searcher(index.searcher, block_emb)
+    save_tower(store.root, step, tower)
+    store.publish(step, block_emb, searcher)
+    _prune_towers(store)
+    loaded = store.load(step)
+    return Snapshot(step, loaded.searcher, loaded.block_emb, jax.device_put(tower))
+
+
+def load_snapshot(store: IndexStore, step: int | None = None, exact: bool = False):
+    """The newest published index at or below ``step`` (exactly ``step`` if ``exact``), or None."""
+    loaded: LoadedIndex | None = store.load(step)
+    if loaded is None or (exact and loaded.step != step):
+        return None
+    tower = load_tower(store.root, loaded.step)
+    tower = None if tower is None else jax.device_put(tower)  # queries embed on device
+    return Snapshot(loaded.step, loaded.searcher, loaded.block_emb, tower)
+
+
+def copy_snapshot(source: Snapshot, store: IndexStore, step: int, index: ConfigDict) -> Snapshot:
+    """Publishes another run's index (its embeddings and tower) as ``step`` of ``store``."""
+    return publish(store, step, np.asarray(source.block_emb), source.tower, index)
+
+
+class SyncIndex:
+    """The trainer's own refresh: re-embed every ``refresh_every`` steps (0: frozen)."""
+
+    def __init__(
+        self, index_dir: str, spec: EmbedderSpec, store: BlockStore, index: ConfigDict,
+        max_len: int, progress: bool = True,
+    ):  # fmt: skip
+        self.store = IndexStore(index_dir, keep=index.keep)
+        self.spec, self.blocks, self.index = spec, store, index
+        self.max_len, self.progress = max_len, progress
+        self.snapshot: Snapshot | None = None
+
+    def build(self, step: int, params: dict) -> Snapshot:
+        """Embeds the corpus with the document tower in ``params`` and publishes it as ``step``."""
+        tower = jax.device_get(embedder_params(params))
+        emb = embed_blocks(self.spec, tower, self.blocks, self.index, self.max_len, self.progress)
+        self.snapshot = publish(self.store, step, emb, tower, self.index)
+        log.info("index %d published (%d blocks)", step, len(emb))
+        return self.snapshot
+
+    def start(self, step: int, params: dict, seed: Snapshot | None = None) -> Snapshot:
+        """The index for a run starting (or resuming) at ``step``: the one it had, else a new one.
+
+        ``seed`` (fresh runs only): an index already built from exactly these params.
+        """
+        self.store.recover()
+        self.snapshot = load_snapshot(self.store, step)
+        if self.snapshot is None and seed is not None:
+            self.snapshot = copy_snapshot(seed, self.store, step, self.index)
+        if self.snapshot is None or self.snapshot.tower is None:
+            self.build(step, params)
+        return self.snapshot
+
+    def current(self, step: int, params: dict) -> Snapshot:
+        """The index for the batch of ``step``; rebuilt first when ``step`` is a refresh step."""
+        every = self.index.refresh_every
+        if every and step % every == 0 and step > self.snapshot.step:
+            self.build(step, params)
+        return self.snapshot
+
+    def finish(self, step: int, params: dict) -> None:
+        """Publishes the final params' index (the next stage reuses it) if it is not there yet."""
+        if self.snapshot is None or self.snapshot.step != step:
+            self.build(step, params)
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncIndex(SyncIndex):
+    """REALM's asynchronous refresh: a refresher indexes checkpoints, a watcher swaps them in."""
+
+    def __init__(self, index_dir, spec, store, index, max_len, checkpoint_dir, progress=True):
+        super().__init__(index_dir, spec, store, index, max_len, progress)
+        self.checkpoint_dir = checkpoint_dir
+        self.watcher: IndexWatcher | None = None
+        self.refresher = None
+
+    def start(self, step: int, params: dict, seed: Snapshot | None = None) -> Snapshot:
+        super().start(step, params, seed)  # the first index is built synchronously
+        c = self.index
+        config = RefreshConfig(
+            self.checkpoint_dir, self.store.root, self.blocks.directory, c.searcher,
+            c.emb_dtype, c.emb_batch_size, self.max_len, c.keep, c.poll_seconds, progress=False,
+        )  # fmt: skip
+        self.refresher = start_refresher(config, c.refresher, self.blocks)
+        self.watcher = IndexWatcher(self.store, c.poll_seconds, c.min_index_age).start()
+        self.watcher.wait_for_first(timeout=600.0)
+        return self.current(step, params)
+
+    def current(self, step: int, params: dict) -> Snapshot:
+        """The newest index the watcher has ready (a reference swap at most, never a wait)."""
+        loaded = self.watcher.current(step)
+        if loaded.step != self.snapshot.step:
+            tower = load_tower(self.store.root, loaded.step) or self._checkpoint_tower(loaded.step)
+            self.snapshot = Snapshot(loaded.step, loaded.searcher, loaded.block_emb, tower)
+        return self.snapshot
+
+    def _checkpoint_tower(self, step: int) -> dict | None:
+        try:
+            return Checkpoints(self.checkpoint_dir, read_only=True).restore_embedder_params(step)
+        except Exception as e:  # pruned already: queries use the current tower until the next one
+            log.warning(
+                "no tower for index %d (%s); embedding queries with current params", step, e
+            )
+            return None
+
+    def finish(self, step: int, params: dict) -> None:
+        """Waits for the refresher to index the final checkpoint (the loop marks DONE first)."""
+        if self.refresher is not None:
+            self.refresher.join()
+        self.close()
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if self.refresher is not None:
+            self.refresher.stop()
+            self.refresher = None
+
+
+def make_index(
+    index: ConfigDict, index_dir: str, spec: EmbedderSpec, store: BlockStore, max_len: int,
+    checkpoint_dir: str, progress: bool = True,
+) -> SyncIndex:  # fmt: skip
+    """A SyncIndex or an AsyncIndex, as ``index.mode`` says."""
+    if index.mode == "sync":
+        return SyncIndex(index_dir, spec, store, index, max_len, progress)
+    if index.mode == "async":
+        return AsyncIndex(index_dir, spec, store, index, max_len, checkpoint_dir, progress)
+    raise ValueError(f"index.mode={index.mode!r}: expected 'sync' or 'async'")

@@ -1,0 +1,208 @@
+"""Open-QA end to end: retrieve a beam, read its head, decode the best span back to text, score.
+
+Shared by fine-tuning (its batches and dev evaluation), ``experiments/predict.py`` and
+``experiments/evaluate.py``. A retriever maps questions to block ids: ``DenseRetriever`` embeds
+them with the model's current query tower and searches the frozen index; ``BM25Retriever`` is the
+sparse baseline (its beam carries zero embeddings, so retrieval logits are 0 and the reader alone
+ranks the spans).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from ml_collections import ConfigDict
+
+from realm_jax.data.blocks import BlockStore, bert_inputs
+from realm_jax.data.packing import continuation_table
+from realm_jax.data.pretraining import openqa_batch
+from realm_jax.data.tokenization import Tokenizer
+from realm_jax.evaluation import evaluate_predictions, has_answer
+from realm_jax.index.searcher import Searcher
+from realm_jax.models.realm import OpenQAModel
+from realm_jax.train.indexing import QueryEncoder, query_tower
+from realm_jax.train.input_pipeline import process_rows, question_indices
+from realm_jax.train.predict import make_openqa_predict
+
+NUM_EVIDENCE = 5  # blocks listed per prediction (recall@5)
+
+
+class QuestionRetriever(Protocol):
+    def __call__(
+        self, questions: Sequence[str], query_ids: np.ndarray, params: dict, k: int
+    ) -> np.ndarray:
+        """-> block ids [Q, k], best first (-1: none)."""
+        ...
+
+
+class DenseRetriever:
+    """Embed_input(question) with the current query tower, MIPS over the frozen index."""
+
+    def __init__(self, encoder: QueryEncoder, searcher: Searcher):
+        self.encoder, self.searcher = encoder, searcher
+
+    def __call__(self, questions, query_ids, params, k):
+        emb = self.encoder(query_tower(params), query_ids)
+        return self.searcher.search(emb, min(k, self.searcher.num_blocks))[1]
+
+
+class BM25Retriever:
+    """BM25 over the block texts (realm_jax.baselines.bm25); ignores the model's params."""
+
+    def __init__(self, bm25):
+        self.bm25 = bm25
+
+    def __call__(self, questions, query_ids, params, k):
+        return self.bm25.search_text(questions, min(k, self.bm25.num_blocks))[1]
+
+
+def question_ids(store: BlockStore, tokenizer: Tokenizer, questions, length: int) -> np.ndarray:
+    """``[CLS] question [SEP]`` ids [Q, length], as openqa_batch encodes them."""
+    tokens = tokenizer.tokenize(list(questions))
+    return bert_inputs(tokens, None, length, store.cls_id, store.sep_id)["input_ids"]
+
+
+class OpenQAData:
+    """Questions -> retrieval -> the open-QA step's batch (``data.pretraining.openqa_batch``)."""
+
+    def __init__(
+        self, store: BlockStore, tokenizer: Tokenizer, config: ConfigDict,
+        retriever: QuestionRetriever, block_emb: np.ndarray,
+    ):  # fmt: skip
+        self.store, self.tokenizer, self.config = store, tokenizer, config
+        self.retriever, self.block_emb = retriever, block_emb
+        self.is_continuation = continuation_table(tokenizer)
+
+    def batch(self, rows: Sequence[dict], params: dict, beam: int) -> tuple[dict, np.ndarray]:
+        """The batch of ``rows`` ({question, answers}) and the retrieved ids [B, beam]."""
+        o = self.config.openqa
+        questions = [r["question"] for r in rows]
+        ids = question_ids(self.store, self.tokenizer, questions, o.question_len)
+        block_ids = np.asarray(self.retriever(questions, ids, params, beam))
+        batch = openqa_batch(
+            self.store, self.tokenizer, questions, [r["answers"] for r in rows], block_ids,
+            self.block_emb, min(o.reader_beam, block_ids.shape[1]), o.question_len, o.reader_len,
+            o.max_gold_spans, o.regex, self.is_continuation,
+        )  # fmt: skip
+        return batch, block_ids
+
+    def train_batches(self, rows: Sequence[dict]):
+        """``batch_at(step, params)`` over shuffled epochs of ``rows`` (this process's share)."""
+        c = self.config
+        share = process_rows(c.batch_size)
+
+        def batch_at(step: int, params: dict) -> dict:
+            idx = question_indices(len(rows), step, c.batch_size, c.seed)[share]
+            return self.batch([rows[i] for i in idx], params, c.openqa.retriever_beam)[0]
+
+        return batch_at
+
+
+def body_offsets(store: BlockStore, tokenizer: Tokenizer, block: int) -> np.ndarray | None:
+    """Character spans [n, 2] of block ``block``'s body wordpieces in its text (None: mismatch)."""
+    text, spans = store.text(block), store.sentence_char_spans(block)
+    ids, offsets = tokenizer.tokenize_with_offsets([text[s:e] for s, e in spans])
+    flat = [i for row in ids for i in row]
+    if flat != store.token_ids(block).tolist():
+        return None  # a sentence was cut when packed: fall back to the wordpieces
+    return np.concatenate(
+        [
+            np.asarray(o, np.int64).reshape(-1, 2) + s
+            for o, (s, _) in zip(offsets, spans, strict=True)
+        ]
+    )
+
+
+def word_span(token_ids: np.ndarray, start: int, end: int, is_continuation: np.ndarray):
+    """``(start, end)`` widened to whole words (a span never starts or ends inside one)."""
+    while start > 0 and is_continuation[token_ids[start]]:
+        start -= 1
+    while end + 1 < len(token_ids) and is_continuation[token_ids[end + 1]]:
+        end += 1
+    return start, end
+
+
+def span_text(
+    store: BlockStore, tokenizer: Tokenizer, block: int, start: int, end: int,
+    is_continuation: np.ndarray | None = None,
+) -> str:  # fmt: skip
+    """Text of body wordpieces ``start..end`` (inclusive) of ``block``, in its original casing.
+
+    As ORQA's answers, the span covers whole words: it is widened over ``##`` pieces first.
+    """
+    ids = store.token_ids(block) if block >= 0 else np.zeros(0, np.int32)
+    if block < 0 or not 0 <= start <= end < len(ids):
+        return ""
+    if is_continuation is not None:
+        start, end = word_span(ids, start, end, is_continuation)
+    offsets = body_offsets(store, tokenizer, block)
+    if offsets is None:
+        return tokenizer.decode(ids[start : end + 1])
+    return store.text(block)[offsets[start, 0] : offsets[end, 1]]
+
+
+def _softmax(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    x = np.where(valid, x.astype(np.float64), -np.inf)
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+class Answerer:
+    """Questions -> predictions: the best span, its score, and the top evidence blocks."""
+
+    def __init__(self, model: OpenQAModel, data: OpenQAData):
+        self.data = data
+        self.predict = make_openqa_predict(model)
+
+    def __call__(self, params: dict, questions: Sequence[str], batch_size: int) -> list[dict]:
+        """One prediction record per question, in order (batches padded to one shape)."""
+        data, out = self.data, []
+        beam = max(data.config.openqa.reader_beam, NUM_EVIDENCE)
+        q_len = data.config.openqa.question_len
+        tokens = data.tokenizer.tokenize(list(questions))
+        for start in range(0, len(questions), batch_size):
+            chunk = list(questions[start : start + batch_size])
+            padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+            rows = [{"question": q, "answers": []} for q in padded]
+            batch, block_ids = data.batch(rows, params, beam)
+            pred = {k: np.asarray(v) for k, v in self.predict(params, batch).items()}
+            for row, question in enumerate(chunk):
+                body_start = 2 + min(len(tokens[start + row]), q_len - 2)
+                block = int(block_ids[row, pred["block_index"][row]])
+                valid = block_ids[row] >= 0
+                probs = _softmax(pred["retriever_logits"][row], valid)
+                answer = span_text(
+                    data.store, data.tokenizer, block, int(pred["start"][row]) - body_start,
+                    int(pred["end"][row]) - body_start, data.is_continuation,
+                )  # fmt: skip
+                evidence = [
+                    {"block": int(b), "title": data.store.title(int(b)),
+                     "text": data.store.text(int(b)), "probability": float(p)}
+                    for b, p in zip(block_ids[row], probs, strict=True) if b >= 0
+                ][:NUM_EVIDENCE]  # fmt: skip
+                out.append({"question": question, "prediction": answer,
+                            "score": float(pred["score"][row]), "evidence": evidence})  # fmt: skip
+        return out
+
+
+def score_predictions(
+    rows: Sequence[dict], predictions: Sequence[dict], is_regex: bool = False
+) -> dict[str, float]:
+    """EM (as evaluate_predictions.py) and recall@5 of the listed evidence, over the rows."""
+    references = {r["question"]: r["answers"] for r in rows}  # a repeated question: last wins
+    by_question = {p["question"]: p for p in predictions}
+    em = evaluate_predictions(
+        references, {q: p["prediction"] for q, p in by_question.items()}, is_regex
+    )
+    hits = [
+        q in by_question
+        and any(has_answer(e["text"], answers, is_regex) for e in by_question[q]["evidence"][:5])
+        for q, answers in references.items()
+    ]
+    return {
+        "exact_match": em["exact_match"],
+        "recall_at_5": 100.0 * float(np.mean(hits)) if hits else 0.0,
+        "n": em["n"],
+    }
