@@ -3,30 +3,29 @@ r"""ICT at CPU scale: all-MiniLM-L6-v2 cut to its first layers, the 5,655-passag
   python experiments/ict.py --config=experiments/configs/ict_mini.py --workdir=runs/mini/ict
   python experiments/ict.py --config=experiments/configs/ict_mini.py:tiny --workdir=/tmp/t/ict
 
-Time here (2 shared CPU cores, XLA_FLAGS unset): see TIMES below; ``:tiny`` is the smoke test
-(2-layer 32-wide random BERT, 40 passages, 4 steps, ~20 s with compilation). What was scaled
-and why (DESIGN.md 5): MiniLM's first layers are real pretrained weights, so fewer layers keep
-them while cutting time linearly; blocks of 160 wordpieces hold a ~100-word NQ passage with its
-title (SQuAD paragraphs split in two); queries are one sentence, 32 wordpieces; batch 32 keeps
-31 in-batch negatives per query at ~5k tokens a step.
+Time here (2 CPU cores shared with other jobs, load ~3.5, XLA_FLAGS unset): ~2.5 s a step, so
+100 steps ~4 min, plus ~1.5 min for the final index of the 6,967 blocks (measured over 6 steps
+and one index build); packing the corpus once takes ~10 s. ``:tiny`` is the smoke test (2-layer
+32-wide random BERT, 40 passages, 4 steps, ~25 s with compilation).
+What was scaled and why (DESIGN.md 5): MiniLM's first layers are real pretrained weights, so
+fewer layers keep them while cutting time linearly; blocks of 160 wordpieces hold a ~100-word
+NQ passage with its title (SQuAD paragraphs split in two); queries are one sentence of at most
+32 wordpieces; batch 32 gives 31 in-batch negatives per query at ~6k tokens a step.
 """
 
 from ml_collections import ConfigDict
 
 from realm_jax.train import defaults
 
-# Measured on this machine (2 cores, load ~2 from other jobs), 3 layers: see the report.
-TIMES = "~1.5 s a step; 200 steps + final index of 5.8k blocks: ~7 min"
-
 
 def get_config(arg: str | None = None) -> ConfigDict:
     c = defaults.ict_config()
 
-    c.num_train_steps = 200
+    c.num_train_steps = 100
     c.batch_size = 32
     c.log_every_steps = 10
     c.checkpoint_every_steps = 50
-    c.eval_every_steps = 100
+    c.eval_every_steps = 50
 
     c.model.bert = "minilm"
     c.model.num_hidden_layers = 3  # of MiniLM's 6: half the cost, still pretrained weights
@@ -37,7 +36,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.ict.block_len = 160
 
     c.optim.learning_rate = 1e-4  # ORQA's
-    c.optim.warmup_steps = 20  # BERT's rule would warm up for 100 of 200 steps
+    c.optim.warmup_steps = 10  # BERT's rule would warm up for all 100 steps
 
     c.index.emb_batch_size = 128
     c.eval.num_batches = 4

@@ -8,17 +8,17 @@ Arguments (comma-separated after the file name): ``squad`` (mini SQuAD instead o
 ``bm25`` (BM25's beam with the same reader: the sparse baseline), ``tiny`` (smoke test).
 Baselines are init overrides: ORQA = ``--config.init.ict_workdir=runs/mini/ict`` instead of the
 REALM run; no retrieval pre-training = neither.
-Time here: see TIMES. What was scaled and why (DESIGN.md 5): retriever beam 64 of 5.8k blocks
-(paper 5000 of 13M), reader over the top 4 (paper 5) at 32 + 160 tokens, 8 questions a step
-(ORQA: 1) so a step is ~6k reader tokens; dev is 10% of train (by question hash), test is never
-touched during training.
+Time here (2 CPU cores shared with other jobs, load ~3.5): ~3.5 s a step, so 100 steps ~6 min;
+the frozen index is reused from the init run's final one (else embedding takes ~1.5 min); a dev
+evaluation of 200 questions ~20 s; evaluate.py on mini-NQ test (534 questions) ~1 min.
+What was scaled and why (DESIGN.md 5): retriever beam 64 of 6,967 blocks (paper 5000 of 13M),
+reader over the top 4 (paper 5) at 32 + 160 tokens, 8 questions a step (ORQA: 1), so a step is
+~6k reader tokens; dev is 10% of train (by question hash); test is never touched in training.
 """
 
 from ml_collections import ConfigDict
 
 from realm_jax.train import defaults
-
-TIMES = "~3 s a step; 150 steps + dev evals: ~9 min"
 
 
 def get_config(arg: str | None = None) -> ConfigDict:
@@ -27,11 +27,11 @@ def get_config(arg: str | None = None) -> ConfigDict:
     if args - {"squad", "bm25", "tiny"}:
         raise ValueError(f"openqa_mini.py:{arg}: expected squad, bm25 and/or tiny")
 
-    c.num_train_steps = 150
+    c.num_train_steps = 100
     c.batch_size = 8
     c.log_every_steps = 10
     c.checkpoint_every_steps = 50
-    c.eval_every_steps = 75
+    c.eval_every_steps = 50
 
     c.model.bert = "minilm"
     c.model.num_hidden_layers = 3
@@ -45,8 +45,8 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.openqa.reader_beam = 4
     c.openqa.reader_len = 32 + 160
 
-    c.optim.learning_rate = 5e-5  # paper 1e-5 over ~100k steps; 150 steps need larger ones
-    c.optim.warmup_steps = 15
+    c.optim.learning_rate = 5e-5  # paper 1e-5 over ~100k steps; 100 steps need larger ones
+    c.optim.warmup_steps = 10
 
     c.index.emb_batch_size = 128
     c.eval.num_questions = 200

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 
 import jax
 import numpy as np
@@ -146,10 +147,12 @@ class SyncIndex:
 
     def build(self, step: int, params: dict) -> Snapshot:
         """Embeds the corpus with the document tower in ``params`` and publishes it as ``step``."""
+        start = time.perf_counter()
         tower = jax.device_get(embedder_params(params))
         emb = embed_blocks(self.spec, tower, self.blocks, self.index, self.max_len, self.progress)
         self.snapshot = publish(self.store, step, emb, tower, self.index)
-        log.info("index %d published (%d blocks)", step, len(emb))
+        seconds = time.perf_counter() - start
+        log.info("index %d published (%d blocks, %.1f s)", step, len(emb), seconds)
         return self.snapshot
 
     def start(self, step: int, params: dict, seed: Snapshot | None = None) -> Snapshot:
@@ -223,6 +226,10 @@ class AsyncIndex(SyncIndex):
         """Waits for the refresher to index the final checkpoint (the loop marks DONE first)."""
         if self.refresher is not None:
             self.refresher.join()
+        final = self.store.load()
+        if final is not None and final.step != self.snapshot.step:  # the final eval uses it
+            tower = self._checkpoint_tower(final.step)
+            self.snapshot = Snapshot(final.step, final.searcher, final.block_emb, tower)
         self.close()
 
     def close(self) -> None:

@@ -178,6 +178,7 @@ def run_loop(config: ConfigDict, workdir: str, stage: Stage) -> dict:
         if c.eval_at_start and start == 0:
             eval_metrics = evaluate(0, host_params)
         window: list[dict] = []
+        window_start = time.perf_counter()
         while step < c.num_train_steps:
             batch = stage.batch_at(step, host_params)
             replicated, metrics = stage.train_step(replicated, shard(batch), rng)
@@ -193,7 +194,9 @@ def run_loop(config: ConfigDict, workdir: str, stage: Stage) -> dict:
             window.append(metrics)
             last = step == c.num_train_steps
             if step % c.log_every_steps == 0 or last:
-                metrics_log.write(step, "train", _mean_metrics(window))
+                seconds, window_start = time.perf_counter() - window_start, time.perf_counter()
+                rate = {"seconds_per_step": seconds / len(window)}  # batch building included
+                metrics_log.write(step, "train", _mean_metrics(window) | rate)
                 window = []
             if step % c.checkpoint_every_steps == 0 or last:
                 save(step)
@@ -205,6 +208,8 @@ def run_loop(config: ConfigDict, workdir: str, stage: Stage) -> dict:
             bar.update(1)
             if c.progress:
                 report(step)
+        if start >= c.num_train_steps:  # a finished run started again: report, train nothing
+            eval_metrics = evaluate(start, host_params)
     except KeyboardInterrupt:
         log.warning("%s: interrupted at step %d; saving it", stage.name, step)
         try:

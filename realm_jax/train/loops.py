@@ -34,6 +34,7 @@ from realm_jax.train.indexing import (
 from realm_jax.train.loop import Stage, host_metrics, run_loop, save_config
 from realm_jax.train.model_setup import (
     CHECKPOINT_DIR,
+    CONFIG_FILE,
     ConfigError,
     create_state,
     initial_params,
@@ -71,10 +72,34 @@ def resolve_config(config: ConfigDict, workdir: str, stage: str) -> ConfigDict:
         raise ConfigError(f"config.stage={config.stage!r}, but this is the {stage} trainer")
     if config.checkpoint_every_steps < 1 or config.log_every_steps < 1:
         raise ConfigError("checkpoint_every_steps and log_every_steps must be >= 1")
+    check_config(config)
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.data.blocks_dir = os.path.abspath(ip.blocks_dir(config, workdir))
     return config
+
+
+def check_config(config: ConfigDict) -> None:
+    """Fails fast, before anything is written, on fields a run would trip over later."""
+    stage_model(config)  # model.bert, model.num_hidden_layers, model.dtype
+    init = config.init
+    if init.bert not in ("random", "minilm") and not os.path.exists(init.bert):
+        raise ConfigError(f"init.bert={init.bert!r}: not random/minilm nor an existing path")
+    for key in ("ict_workdir", "pretrain_workdir"):
+        if init.get(key) and not os.path.isfile(os.path.join(init[key], CONFIG_FILE)):
+            raise ConfigError(f"init.{key}={init[key]!r}: not a run directory (no {CONFIG_FILE})")
+    if "index" in config and config.index.mode not in ("sync", "async"):
+        raise ConfigError(f"index.mode={config.index.mode!r}: expected 'sync' or 'async'")
+    index = config.get("index")
+    if config.stage == "realm" and index.mode == "sync":
+        if index.refresh_every % config.checkpoint_every_steps:  # see indexing.SyncIndex
+            raise ConfigError("index.refresh_every must be a multiple of checkpoint_every_steps")
+    if config.stage == "openqa":
+        o = config.openqa
+        if o.retriever not in ("dense", "bm25"):
+            raise ConfigError(f"openqa.retriever={o.retriever!r}: expected dense or bm25")
+        if o.reader_beam > o.retriever_beam:
+            raise ConfigError(f"openqa.reader_beam={o.reader_beam} > retriever_beam")
 
 
 @functools.cache
@@ -161,8 +186,6 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
     """REALM pre-training against an index refreshed every few hundred steps (sync or async)."""
     config, tokenizer, store, model, params, spec = _setup(config, workdir, "realm", spans=True)
     r, index_cfg = config.realm, config.index
-    if index_cfg.mode == "sync" and index_cfg.refresh_every % config.checkpoint_every_steps:
-        raise ConfigError("index.refresh_every must be a multiple of checkpoint_every_steps")
     target = ip.target_config(config)  # X != Z (CC-News): queries from their own block store
     if target is not None:
         x_store = ip.prepare_blocks(target, ip.blocks_dir(target, workdir), tokenizer, True)
@@ -266,8 +289,6 @@ def train_openqa(config: ConfigDict, workdir: str) -> dict:
     """ORQA fine-tuning: a frozen index of Z, a trainable query tower, a reader over the beam."""
     config, tokenizer, store, model, params, spec = _setup(config, workdir, "openqa")
     o = config.openqa
-    if o.reader_beam > o.retriever_beam:
-        raise ConfigError(f"openqa.reader_beam={o.reader_beam} > retriever_beam={o.retriever_beam}")
     snapshot = None
     if o.retriever == "dense":  # frozen: index 0, from the starting doc tower, even on resume
         frozen = SyncIndex(os.path.join(workdir, INDEX_DIR), spec, store, config.index,

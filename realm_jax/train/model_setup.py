@@ -182,16 +182,6 @@ def get_subtree(params: dict, path: tuple[str, ...]) -> Any:
     return params
 
 
-def _identity_mlm_transform(params: dict) -> dict:
-    """HF BertModel checkpoints ship no MLM head: start its transform at the identity, so the
-    first logits are LayerNorm(gelu(h)) . E rather than a random projection's."""
-    head = params["params"]["encoder"]["mlm_head"]
-    dense = head["transform_dense"]
-    eye = jnp.eye(dense["kernel"].shape[0], dtype=dense["kernel"].dtype)
-    dense = {"kernel": eye, "bias": jnp.zeros_like(dense["bias"])}
-    return set_subtree(params, ("params", "encoder", "mlm_head", "transform_dense"), dense)
-
-
 def read_run_config(workdir: str) -> ConfigDict:
     """The config a stage ran with (``<workdir>/config.json``, blocks dir resolved)."""
     path = os.path.join(workdir, CONFIG_FILE)
@@ -232,9 +222,8 @@ def initial_params(config: ConfigDict, rng: jax.Array) -> tuple[dict, dict]:
     if bert is not None:
         for path in _bert_paths(config, params):
             params = set_subtree(params, ("params", *path), bert["params"])
+        # HF BertModel checkpoints (MiniLM too) carry no MLM head: REALM's starts random.
         sources = {"bert towers": config.init.bert}
-        if config.stage == "realm":
-            params = _identity_mlm_transform(params)
     if config.stage == "realm" and config.init.ict_workdir:
         _, ict, step = restore_run_params(config.init.ict_workdir)
         params = set_subtree(params, ("params", "retriever"), _same_towers(ict["params"], params))

@@ -152,3 +152,15 @@ def test_question_order_covers_each_epoch_once():
     np.testing.assert_array_equal(
         input_pipeline.question_indices(10, 2, 4, 0), order[8:12]
     )  # step 2 alone = the same questions
+
+
+def test_realm_with_asynchronous_refresh(tmp_path):
+    """A refresher thread indexes the trainer's checkpoints; the last one after DONE."""
+    config = defaults.shrink_to_tiny(defaults.realm_config())
+    config.index.mode, config.index.refresher, config.index.poll_seconds = "async", "thread", 0.1
+    metrics = loops.train_realm(config, str(tmp_path))
+    published = IndexStore(str(tmp_path / "index")).steps()
+    assert published[0] == 0 and published[-1] == 4  # the first (built by the trainer), the last
+    assert metrics["index_step"] == 4  # the final evaluation uses the final index
+    assert os.path.exists(tmp_path / "checkpoints" / "DONE")
+    assert _steps(tmp_path / "checkpoints") == [2, 4]
