@@ -1,4 +1,4 @@
-r"""REALM pre-training at CPU scale: MiniLM layers, the mini corpus, asynchronous index refresh.
+r"""REALM pre-training at CPU scale: MiniLM, the mini corpus, asynchronous index refresh.
 
   python experiments/pretrain.py --config=experiments/configs/realm_mini.py \
       --workdir=runs/mini/realm --config.init.ict_workdir=runs/mini/ict
@@ -8,14 +8,15 @@ r"""REALM pre-training at CPU scale: MiniLM layers, the mini corpus, asynchronou
 Table 2 ablations are overrides: ``--config.realm.masker=random_token`` (or ``random_span``);
 a 30x staler index: ``--config.index.min_index_age=...`` (30 x the steps one refresh takes);
 no refresh at all: ``--config.index.mode=sync --config.index.refresh_every=0``.
-Time here (2 CPU cores shared with other jobs, load ~3.5): 3.5-7 s a step, so 80 steps ~7 min;
-each refresh re-embeds the 6,967 blocks (~1.5 min, in a thread beside training, which slows
-steps while it runs); packing plus spaCy's salient spans take ~1.5 min once.
+Time here (2 CPU cores shared with other jobs, load ~3.5): 3.5-7 s a step measured with 3 layers;
+with all 6 (see ict_mini.py: a cut MiniLM gives every input the same [CLS]) expect ~2x, so 40
+steps ~5-9 min; each refresh re-embeds the 6,967 blocks (~3 min, in a thread beside training,
+slowing its steps); packing plus spaCy's salient spans take ~1.5 min once.
 What was scaled and why (DESIGN.md 5): K = 4 retrieved + the null document (paper: 7 + null);
 queries are one sentence cut to 32 wordpieces (paper: 96), candidates the 160-wordpiece blocks
 (paper: 288), so a joint input is 192 tokens and a step ~14k tokens; the refresher is a thread
-re-embedding the corpus from the newest checkpoint, which the trainer writes every 20 steps
-(about one refresh per 20-30 steps: the paper's ~500 scaled down with the run).
+re-embedding the corpus from the newest checkpoint, which the trainer writes every 10 steps
+(a refresh per ~20 steps as it competes for the cores: the paper's ~500 scaled with the run).
 """
 
 from ml_collections import ConfigDict
@@ -26,15 +27,15 @@ from realm_jax.train import defaults
 def get_config(arg: str | None = None) -> ConfigDict:
     c = defaults.realm_config()
 
-    c.num_train_steps = 80
+    c.num_train_steps = 40
     c.batch_size = 8
     c.log_every_steps = 5
-    c.checkpoint_every_steps = 20  # each checkpoint is a refresh candidate
-    c.eval_every_steps = 40
+    c.checkpoint_every_steps = 10  # each checkpoint is a refresh candidate
+    c.eval_every_steps = 20
     c.eval_at_start = True  # step 0: the ICT retriever's zero-shot recall (ORQA's)
 
     c.model.bert = "minilm"
-    c.model.num_hidden_layers = 3
+    c.model.num_hidden_layers = 6  # all (ict_mini.py says why)
     c.init.bert = "minilm"  # the encoder; the retriever comes from init.ict_workdir
 
     c.data.block_len = 160
@@ -44,7 +45,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.realm.max_masks = 8
 
     c.optim.learning_rate = 5e-5  # paper 3e-5 over 200k steps; a short run takes a larger step
-    c.optim.warmup_steps = 10
+    c.optim.warmup_steps = 4
 
     c.index.mode = "async"
     c.index.refresher = "thread"  # a process would re-import JAX and compile on the same 2 cores

@@ -6,6 +6,7 @@ import os
 
 from realm_jax.data.jsonl import JsonlError, iter_jsonl, write_jsonl
 from realm_jax.data.openqa import REGEX_CONFIGS, read_questions
+from realm_jax.train.model_setup import ConfigError
 from realm_jax.train.openqa_pipeline import score_predictions
 
 
@@ -50,7 +51,10 @@ def evaluate_run(
 ) -> dict[str, float]:
     """EM and recall@5 of an open-QA run on a packaged split or a ``{question, answer}`` file."""
     if dataset:
-        rows = read_questions(dataset, split)
+        try:
+            rows = read_questions(dataset, split)
+        except ValueError as e:  # an unknown split, named in one line
+            raise ConfigError(str(e)) from None
     else:
         rows = read_question_file(questions_path, with_answers=True)
     regex = (dataset in REGEX_CONFIGS) if regex is None else regex

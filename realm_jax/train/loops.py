@@ -325,6 +325,7 @@ def train_openqa(config: ConfigDict, workdir: str) -> dict:
 def load_openqa_run(workdir: str) -> tuple[ConfigDict, dict, Answerer]:
     """A fine-tuned run's config, latest params and answerer (what predict.py serves)."""
     config, params, _ = restore_run_params(workdir)
+    params = jax.device_put(params)  # once, not with every prediction batch
     if config.stage != "openqa":
         raise ConfigError(f"{workdir} is a {config.stage} run, not an open-QA one")
     store = BlockStore(config.data.blocks_dir)

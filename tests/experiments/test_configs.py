@@ -88,7 +88,9 @@ def test_full_scale_hyperparameters_are_the_papers():
 def test_mini_configs_start_from_minilm(name):
     config = load(name).get_config()
     assert config.model.bert == config.init.bert == "minilm"
-    assert config.model.num_hidden_layers < 6  # fewer layers (DESIGN.md 5)
+    # All 6 layers: cut to 3-5, MiniLM's [CLS] (what the Embedder reads) is the same for any
+    # input (mean cosine 0.9999 vs 0.63), and ICT never starts (see ict_mini.py).
+    assert config.model.num_hidden_layers == 6
     counts = param_counts(config)
     print(f"{name}: " + ", ".join(f"{k} {v / 1e6:.1f}M" for k, v in counts.items()))
     if config.stage == "realm":
