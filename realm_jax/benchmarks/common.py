@@ -11,23 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def time_call(fn: Callable[[], Any], iters: int, warmup: int = 2) -> float:
-    """Median wall seconds of ``fn()`` over ``iters`` runs after ``warmup`` runs.
-
-    ``fn`` must block until its result is ready (e.g. ``jax.block_until_ready``).
-    """
-    if iters < 1:
-        raise ValueError(f"iters must be >= 1, got {iters}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def time_interleaved(
     fns: dict[str, Callable[[], Any]], iters: int, warmup: int = 2
 ) -> dict[str, float]:

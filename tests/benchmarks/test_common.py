@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from realm_jax.benchmarks.common import format_table, json_line, time_call, time_interleaved
+from realm_jax.benchmarks.common import format_table, json_line, time_interleaved
 
 
 def test_time_interleaved_runs_round_robin():
@@ -13,8 +13,6 @@ def test_time_interleaved_runs_round_robin():
     assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
     with pytest.raises(ValueError, match="iters must be >= 1"):
         time_interleaved(fns, iters=0)
-    with pytest.raises(ValueError, match="iters must be >= 1"):
-        time_call(fns["a"], iters=0)
 
 
 def test_table_and_json_line():
