@@ -8,7 +8,7 @@ export JAX_PLATFORMS ?= cpu
 export USE_TF ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test lint bench-encoder clean
+.PHONY: venv test lint reproduce reproduce-ablations bench-encoder clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,14 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest -q tests
+
+# The paper's tables at CPU scale (experiments/reproduce.py); one device, so XLA gets both cores.
+# Rerunning resumes: finished runs under runs/reproduce are skipped.
+reproduce: $(STAMP)
+	XLA_FLAGS= $(VENV)/bin/python experiments/reproduce.py --workdir=runs/reproduce
+
+reproduce-ablations: $(STAMP)
+	XLA_FLAGS= $(VENV)/bin/python experiments/reproduce.py --table=2 --workdir=runs/reproduce
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

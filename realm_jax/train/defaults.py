@@ -54,6 +54,9 @@ def base_config(stage: str) -> ConfigDict:
     c.init.bert = "random"  # "random", "minilm", or an HF BERT checkpoint (dir or file)
     c.init.ict_workdir = _path()  # retriever from an ICT run's latest checkpoint
     c.init.pretrain_workdir = _path()  # retriever and encoder from a REALM run
+    # Open-QA only, what init.pretrain_workdir provides (Table 2's mixes): "all", "retriever"
+    # (the reader starts from init.bert) or "encoder" (the retriever from init.ict_workdir).
+    c.init.pretrain_parts = "all"
 
     # Knowledge corpus Z, packed into blocks once and cached.
     c.data = ConfigDict()

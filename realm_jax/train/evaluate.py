@@ -48,8 +48,10 @@ def evaluate_run(
     regex: bool | None = None,
     output: str | None = None,
     batch_size: int = 16,
+    max_questions: int | None = None,
 ) -> dict[str, float]:
-    """EM and recall@5 of an open-QA run on a packaged split or a ``{question, answer}`` file."""
+    """EM and recall@5 of an open-QA run on a packaged split or a ``{question, answer}`` file
+    (its first ``max_questions`` only, if given)."""
     if dataset:
         try:
             rows = read_questions(dataset, split)
@@ -57,6 +59,7 @@ def evaluate_run(
             raise ConfigError(str(e)) from None
     else:
         rows = read_question_file(questions_path, with_answers=True)
+    rows = rows[:max_questions] if max_questions else rows
     regex = (dataset in REGEX_CONFIGS) if regex is None else regex
     predictions = predict_questions(workdir, [r["question"] for r in rows], batch_size)
     if output:

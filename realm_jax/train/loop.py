@@ -56,6 +56,8 @@ class Stage:
     on_start: Callable[[int, dict], None] | None = None
     on_end: Callable[[int, dict], None] | None = None
     embedder_spec: EmbedderSpec | None = None
+    # Host-side scalars of the step just taken, logged with its metrics (e.g. index staleness).
+    step_extras: Callable[[int], dict] | None = None
     save_initial: bool = False  # checkpoint step 0 before training (a refresher indexes it)
 
 
@@ -183,6 +185,8 @@ def run_loop(config: ConfigDict, workdir: str, stage: Stage) -> dict:
             batch = stage.batch_at(step, host_params)
             replicated, metrics = stage.train_step(replicated, shard(batch), rng)
             metrics = host_metrics(metrics)
+            if stage.step_extras is not None:
+                metrics |= stage.step_extras(step)
             step += 1
             loss = float(metrics["loss"])
             if not math.isfinite(loss):

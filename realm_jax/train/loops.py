@@ -41,6 +41,7 @@ from realm_jax.train.model_setup import (
     read_run_config,
     realm_config,
     restore_run_params,
+    retriever_source,
     stage_model,
 )
 from realm_jax.train.openqa_pipeline import (
@@ -216,8 +217,17 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
         return realm_batch(store, masked, search, r.num_candidates, r.query_len, r.cand_len,
                            max_masks=r.max_masks, query_uids=own)  # fmt: skip
 
+    index_steps: dict[int, int] = {}  # train step -> step of the index its batch came from
+
     def batch_at(step: int, params: dict) -> dict:
-        return batch_for(index.current(step, params), params, queries(step))
+        snapshot = index.current(step, params)
+        index_steps[step] = snapshot.step
+        return batch_for(snapshot, params, queries(step))
+
+    def step_extras(step: int) -> dict:
+        # Staleness: how many updates the document embeddings lag behind the trained params.
+        used = index_steps.pop(step)
+        return {"index_step": used, "staleness": step - used}
 
     def evaluate(step: int, params: dict) -> dict:
         snapshot = index.snapshot
@@ -246,6 +256,7 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
         on_start=lambda step, params: index.start(step, params, seed if step == 0 else None),
         on_end=on_end,
         embedder_spec=spec,
+        step_extras=step_extras,
         save_initial=index_cfg.mode == "async",  # the refresher reads checkpoints, step 0 too
     )
     try:
@@ -293,7 +304,7 @@ def train_openqa(config: ConfigDict, workdir: str) -> dict:
     if o.retriever == "dense":  # frozen: index 0, from the starting doc tower, even on resume
         frozen = SyncIndex(os.path.join(workdir, INDEX_DIR), spec, store, config.index,
                            config.data.block_len, config.progress)  # fmt: skip
-        source = config.init.pretrain_workdir or config.init.ict_workdir
+        source = retriever_source(config)
         snapshot = frozen.start(0, params, _source_index(source, config.data.block_len,
                                                          config.data.blocks_dir))  # fmt: skip
     data = openqa_data(config, store, tokenizer, spec, snapshot)

@@ -244,22 +244,50 @@ def _same_towers(retriever: dict, params: dict) -> dict:
 
 
 def _openqa_init(config: ConfigDict, params: dict, sources: dict) -> tuple[dict, dict]:
-    """Fine-tuning starts from a REALM run (REALM 3.4) or an ICT run (ORQA), else from BERT."""
+    """Fine-tuning starts from a REALM run (REALM 3.4) or an ICT run (ORQA), else from BERT.
+
+    ``init.pretrain_parts`` mixes them (REALM's Table 2): "retriever" takes only the REALM run's
+    retriever (the reader stays init.bert's), "encoder" only its encoder (the retriever comes
+    from init.ict_workdir).
+    """
     init = config.init
-    if init.pretrain_workdir and init.ict_workdir:
-        raise ConfigError("set init.pretrain_workdir or init.ict_workdir, not both")
+    parts = init.get("pretrain_parts", "all")
+    if parts not in ("all", "retriever", "encoder"):
+        raise ConfigError(f"init.pretrain_parts={parts!r}: expected all, retriever or encoder")
+    if init.pretrain_workdir and init.ict_workdir and parts != "encoder":
+        raise ConfigError("set init.pretrain_workdir or init.ict_workdir, not both "
+                          "(unless init.pretrain_parts=encoder)")  # fmt: skip
+    if parts != "all" and not init.pretrain_workdir:
+        raise ConfigError(f"init.pretrain_parts={parts} needs init.pretrain_workdir")
     if init.pretrain_workdir:
         _, pretrained, step = restore_run_params(init.pretrain_workdir)
-        params = openqa_params_from_pretrained(pretrained, params)
-        sources = {
-            "retriever, reader bert": f"{init.pretrain_workdir} step {step}",
-            "span head": "random",
-        }
-    elif init.ict_workdir:
+        if pretrained["params"].keys() != {"retriever", "encoder"}:
+            raise ConfigError(f"init.pretrain_workdir={init.pretrain_workdir}: not a REALM run")
+        mixed = openqa_params_from_pretrained(pretrained, params)
+        source = f"{init.pretrain_workdir} step {step}"
+        if parts == "all":
+            params, sources = mixed, {"retriever, reader bert": source, "span head": "random"}
+        elif parts == "retriever":
+            retriever = mixed["params"]["retriever"]
+            params = set_subtree(params, ("params", "retriever"), retriever)
+            sources["retriever"] = source
+        else:
+            params = set_subtree(params, ("params", "reader", "bert"),
+                                 mixed["params"]["reader"]["bert"])  # fmt: skip
+            sources["reader bert"] = source
+    if init.ict_workdir:
         _, ict, step = restore_run_params(init.ict_workdir)
         params = set_subtree(params, ("params", "retriever"), _same_towers(ict["params"], params))
         sources["retriever"] = f"{init.ict_workdir} step {step}"
     return params, sources
+
+
+def retriever_source(config: ConfigDict) -> str | None:
+    """The run whose retriever an open-QA run starts from (its final index is reused)."""
+    init = config.init
+    if init.pretrain_workdir and init.get("pretrain_parts", "all") != "encoder":
+        return init.pretrain_workdir
+    return init.ict_workdir
 
 
 def create_state(config: ConfigDict, params: dict) -> TrainState:

@@ -144,6 +144,8 @@ def span_text(
 
 
 def _softmax(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    if not valid.any():  # nothing retrieved (e.g. no BM25 term matched): no probability mass
+        return np.zeros(x.shape, np.float64)
     x = np.where(valid, x.astype(np.float64), -np.inf)
     e = np.exp(x - x.max())
     return e / e.sum()

@@ -1,0 +1,128 @@
+"""Runs a table's plan in one process: each stage once, each evaluation once, resumable.
+
+A finished run leaves ``<root>/<name>/reproduce.json`` (its final metrics and wall time) and is
+skipped when the job is started again; an unfinished one resumes from its last checkpoint (the
+training loop does that). Test-set scores are cached under ``<root>/eval/``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+
+from ml_collections import ConfigDict
+
+from realm_jax.data.jsonl import atomic_write
+from realm_jax.reproduce.plan import Row, Run, resolve
+from realm_jax.train.model_setup import ConfigError
+
+DONE_FILE = "reproduce.json"
+
+
+def load_config(configs_dir: str, spec: str) -> ConfigDict:
+    """``get_config(arg)`` of ``<configs_dir>/<file>.py`` for ``spec`` = ``file.py[:arg]``."""
+    name, _, arg = spec.partition(":")
+    path = os.path.join(configs_dir, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such config file")
+    module_spec = importlib.util.spec_from_file_location(f"_config_{name[:-3]}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def set_field(config: ConfigDict, dotted: str, value) -> None:
+    """``config.a.b = value`` for ``dotted`` = "a.b", refusing fields the config lacks."""
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    if leaf not in node:
+        raise ConfigError(f"override {dotted}: no such config field")
+    setattr(node, leaf, value)
+
+
+def run_config(run: Run, root: str, configs_dir: str, overrides: dict | None = None):
+    config = load_config(configs_dir, run.config)
+    for dotted, value in {**run.overrides, **(overrides or {})}.items():
+        set_field(config, dotted, resolve(value, root))
+    return config
+
+
+def _trainer(stage: str):
+    from realm_jax.train import loops
+
+    return {"ict": loops.train_ict, "realm": loops.train_realm, "openqa": loops.train_openqa}[stage]
+
+
+def _read(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _write(path: str, record: dict) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_write(path) as f:
+        f.write(json.dumps(record, indent=1) + "\n")
+
+
+def _clock(start: float) -> str:
+    minutes, seconds = divmod(int(time.perf_counter() - start), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+def run_all(
+    runs: list[Run], root: str, configs_dir: str, overrides: dict | None = None
+) -> dict[str, float]:
+    """Trains every run not yet finished under ``root``; returns each run's wall seconds.
+
+    ``overrides`` (dotted field -> value) apply to every run, e.g. fewer steps for a smoke test.
+    """
+    os.makedirs(root, exist_ok=True)
+    start, seconds = time.perf_counter(), {}
+    for i, run in enumerate(runs, 1):
+        workdir = os.path.join(root, run.name)
+        done = _read(os.path.join(workdir, DONE_FILE))
+        if done is not None:
+            print(f"[{i}/{len(runs)}] {run.name}: done before ({done['seconds']:.0f} s)")
+            seconds[run.name] = done["seconds"]
+            continue
+        config = run_config(run, root, configs_dir, overrides)
+        print(f"[{i}/{len(runs)} at {_clock(start)}] {run.name}: {run.config} "
+              f"{json.dumps({k: resolve(v, root) for k, v in run.overrides.items()})}",
+              flush=True)  # fmt: skip
+        t0 = time.perf_counter()
+        metrics = _trainer(run.stage)(config, workdir)
+        seconds[run.name] = time.perf_counter() - t0
+        record = {"config": run.config, "seconds": seconds[run.name],
+                  "final_eval": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
+        _write(os.path.join(workdir, DONE_FILE), record)
+    return seconds
+
+
+def evaluate_rows(
+    rows: list[Row], root: str, split: str = "test", max_questions: int | None = None
+) -> dict[str, dict[str, dict]]:
+    """``{label: {dataset: {exact_match, recall_at_5, n, seconds}}}`` of each row's runs."""
+    from realm_jax.train.evaluate import evaluate_run
+
+    results: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        results[row.label] = {}
+        for dataset, name in row.runs.items():
+            suffix = f"{split}" + (f"-first{max_questions}" if max_questions else "")
+            cache = os.path.join(root, "eval", f"{name}.{dataset}.{suffix}.json")
+            scores = _read(cache)
+            if scores is None:
+                print(f"evaluating {name} on {dataset} {split}", flush=True)
+                t0 = time.perf_counter()
+                scores = evaluate_run(os.path.join(root, name), dataset, split,
+                                      max_questions=max_questions)  # fmt: skip
+                scores["seconds"] = time.perf_counter() - t0
+                _write(cache, scores)
+            results[row.label][dataset] = scores
+    return results
