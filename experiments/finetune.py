@@ -3,7 +3,8 @@ r"""Open-QA fine-tuning (ORQA recipe): frozen index, trainable query tower, span
   python experiments/finetune.py --config=experiments/configs/openqa_mini.py \
       --workdir=runs/openqa_nq --config.init.pretrain_workdir=runs/realm
 
-Rerunning the same command resumes from the newest checkpoint in ``--workdir``; Ctrl-C keeps it.
+``--dry_run`` builds the model without running it and prints its parameter counts. Rerunning
+the same command resumes from the newest checkpoint in ``--workdir``; Ctrl-C keeps it.
 Config fields can be overridden on the command line (``--config.num_train_steps=10``). The last
 stdout line is the final evaluation as one JSON object; a bad config or a NaN loss gives one
 ``error:`` line on stderr and exit 1.
@@ -19,13 +20,14 @@ from realm_jax.train.loops import train_openqa
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A stage config file (openqa).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and indexes go here.")
-flags.mark_flags_as_required(["config", "workdir"])
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only build the model and print parameter counts.")
+flags.mark_flags_as_required(["config"])
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    sys.exit(run_stage(train_openqa, _CONFIG.value, _WORKDIR.value))
+    sys.exit(run_stage(train_openqa, _CONFIG.value, _WORKDIR.value, _DRY_RUN.value))
 
 
 if __name__ == "__main__":

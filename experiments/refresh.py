@@ -1,7 +1,7 @@
 r"""The re-indexing job: poll the trainer's checkpoints, embed the corpus, publish searchers.
 
-Runs beside a trainer (``realm_jax.train.realm_loop`` or any loop saving with
-``train.checkpoint.Checkpoints``) until the trainer writes its DONE marker:
+Runs beside a trainer (``pretrain.py`` with ``--config.index.mode=async``, whose own refresher
+this is, or any loop saving with ``train.checkpoint.Checkpoints``) until it writes its DONE marker:
 
   .venv/bin/python experiments/refresh.py --checkpoint_dir=/tmp/run/ckpt \
       --index_dir=/tmp/run/index --blocks=/tmp/blocks   # a data.blocks store (or an .npz)

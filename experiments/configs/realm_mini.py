@@ -8,10 +8,12 @@ r"""REALM pre-training at CPU scale: MiniLM, the mini corpus, asynchronous index
 Table 2 ablations are overrides: ``--config.realm.masker=random_token`` (or ``random_span``);
 a 30x staler index: ``--config.index.min_index_age=...`` (30 x the steps one refresh takes);
 no refresh at all: ``--config.index.mode=sync --config.index.refresh_every=0``.
-Time here (2 CPU cores shared with other jobs, load ~3.5): 3.5-7 s a step measured with 3 layers;
-with all 6 (see ict_mini.py: a cut MiniLM gives every input the same [CLS]) expect ~2x, so 40
-steps ~5-9 min; each refresh re-embeds the 6,967 blocks (~3 min, in a thread beside training,
-slowing its steps); packing plus spaCy's salient spans take ~1.5 min once.
+Time here (2 cores, nothing else running, XLA_FLAGS unset; measured 2026-11-23): 7.4 s a step
+alone, ~15 s while the refresher thread re-embeds the 6,967 blocks beside it (a refresh takes
+~20 steps of training, so the index lags ~20 steps, the paper's ~500-step lag scaled down);
+packing the corpus with spaCy's salient spans ~1.5 min once; the final refresh ~2 min. 30 steps
+~10 min in all. The MLM head starts random (MiniLM ships none; its last hidden states rank the
+masked word ~20,000th of 30,522 through the tied embeddings), so 30 steps teach it little.
 What was scaled and why (DESIGN.md 5): K = 4 retrieved + the null document (paper: 7 + null);
 queries are one sentence cut to 32 wordpieces (paper: 96), candidates the 160-wordpiece blocks
 (paper: 288), so a joint input is 192 tokens and a step ~14k tokens; the refresher is a thread
@@ -27,11 +29,11 @@ from realm_jax.train import defaults
 def get_config(arg: str | None = None) -> ConfigDict:
     c = defaults.realm_config()
 
-    c.num_train_steps = 40
+    c.num_train_steps = 30
     c.batch_size = 8
     c.log_every_steps = 5
     c.checkpoint_every_steps = 10  # each checkpoint is a refresh candidate
-    c.eval_every_steps = 20
+    c.eval_every_steps = 0  # at the start (below) and the end
     c.eval_at_start = True  # step 0: the ICT retriever's zero-shot recall (ORQA's)
 
     c.model.bert = "minilm"

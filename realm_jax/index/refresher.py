@@ -23,6 +23,7 @@ import numpy as np
 from realm_jax.index.embed import ArrayBlocks, BlockSource, CorpusEmbedder
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore
+from realm_jax.index.towers import prune_towers, save_tower
 from realm_jax.train.checkpoint import Checkpoints, is_done, read_embedder_spec
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,11 @@ class Refresher:
         phase("build")
         searcher = build_searcher(c.searcher, block_emb)
         phase("publish")
+        save_tower(self.store.root, step, params)  # queries of this index are embedded with it
         meta = self.store.publish(
             step, block_emb, searcher, on_phase=lambda part: self.on_phase(part, step)
         )
+        prune_towers(self.store)
         phase("published")
         names = list(marks)
         timing = {a: marks[b] - marks[a] for a, b in zip(names[:-1], names[1:], strict=True)}

@@ -51,6 +51,7 @@ class LoadedIndex:
     meta: dict[str, Any]
     block_emb: np.ndarray  # [N, D]
     searcher: Searcher
+    tower: dict | None = None  # the document tower that embedded it, when published beside it
 
 
 class IndexStore:

@@ -1,7 +1,8 @@
 """Trainer side of the asynchronous refresh: notice, load and swap in newer indexes.
 
 A background thread polls the index store; when LATEST moves it loads and verifies the new index
-there (file reads, checksums, searcher load, device transfers all happen off the training thread)
+there with the document tower published beside it (file reads, checksums, searcher load, device
+transfers all happen off the training thread)
 and parks it. ``current(train_step)``, called by the batch builder between steps, only swaps a
 parked index in: it never waits for I/O. ``refresh_interval`` holds an index until it is at least
 that many steps old (0: swap as soon as a newer one is ready); REALM's "30x stale" ablation is
@@ -10,11 +11,15 @@ this knob times 30. Staleness = train step - index step.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 
+import jax
+
 from realm_jax.index.store import IndexStore, LoadedIndex
+from realm_jax.index.towers import load_tower
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,9 @@ class IndexWatcher:
         loaded = self.store.load(**self.searcher_options)  # falls back past damaged indexes
         if loaded is None or loaded.step <= self._newest_held():
             return False
+        tower = load_tower(self.store.root, loaded.step)  # its query embedder, off the hot path
+        if tower is not None:
+            loaded = dataclasses.replace(loaded, tower=jax.device_put(tower))
         with self._lock:
             self._parked = loaded
         log.info("index %d loaded, waiting for a step boundary", loaded.step)

@@ -114,7 +114,7 @@ def evaluate_rows(
     for row in rows:
         results[row.label] = {}
         for dataset, name in row.runs.items():
-            suffix = f"{split}" + (f"-first{max_questions}" if max_questions else "")
+            suffix = f"{split}" + (f"-sample{max_questions}" if max_questions else "")
             cache = os.path.join(root, "eval", f"{name}.{dataset}.{suffix}.json")
             scores = _read(cache)
             if scores is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from realm_jax.data.jsonl import JsonlError, iter_jsonl, write_jsonl
 from realm_jax.data.openqa import REGEX_CONFIGS, read_questions
 from realm_jax.train.model_setup import ConfigError
@@ -51,7 +53,7 @@ def evaluate_run(
     max_questions: int | None = None,
 ) -> dict[str, float]:
     """EM and recall@5 of an open-QA run on a packaged split or a ``{question, answer}`` file
-    (its first ``max_questions`` only, if given)."""
+    (if given, a fixed sample of ``max_questions`` of them: seed 0, kept in file order)."""
     if dataset:
         try:
             rows = read_questions(dataset, split)
@@ -59,7 +61,9 @@ def evaluate_run(
             raise ConfigError(str(e)) from None
     else:
         rows = read_question_file(questions_path, with_answers=True)
-    rows = rows[:max_questions] if max_questions else rows
+    if max_questions and max_questions < len(rows):
+        keep = np.random.default_rng(0).choice(len(rows), max_questions, replace=False)
+        rows = [rows[i] for i in sorted(keep)]
     regex = (dataset in REGEX_CONFIGS) if regex is None else regex
     predictions = predict_questions(workdir, [r["question"] for r in rows], batch_size)
     if output:

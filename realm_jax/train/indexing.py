@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 
 import jax
 import numpy as np
-from flax import traverse_util
 from ml_collections import ConfigDict
 
 from realm_jax.data.blocks import BlockStore
-from realm_jax.data.jsonl import atomic_write
 from realm_jax.index.embed import CorpusEmbedder
 from realm_jax.index.refresher import RefreshConfig, build_searcher, start_refresher
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore, LoadedIndex
+from realm_jax.index.towers import load_tower, prune_towers, save_tower
 from realm_jax.index.watcher import IndexWatcher
 from realm_jax.train.checkpoint import Checkpoints, EmbedderSpec, embedder_params
 
 log = logging.getLogger(__name__)
-TOWERS_DIR = "towers"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,34 +75,6 @@ def embed_blocks(
     )
 
 
-def _tower_path(index_dir: str, step: int) -> str:
-    return os.path.join(index_dir, TOWERS_DIR, f"{step}.npz")
-
-
-def save_tower(index_dir: str, step: int, tower: dict) -> None:
-    """Writes the tower of ``step`` atomically (before its index is published)."""
-    os.makedirs(os.path.join(index_dir, TOWERS_DIR), exist_ok=True)
-    flat = traverse_util.flatten_dict(jax.device_get(tower), sep="/")
-    with atomic_write(_tower_path(index_dir, step), "wb") as f:
-        np.savez(f, **{k: np.asarray(v) for k, v in flat.items()})
-
-
-def load_tower(index_dir: str, step: int) -> dict | None:
-    path = _tower_path(index_dir, step)
-    if not os.path.isfile(path):
-        return None
-    with np.load(path) as z:
-        return traverse_util.unflatten_dict({k: z[k] for k in z.files}, sep="/")
-
-
-def _prune_towers(store: IndexStore) -> None:
-    kept = set(store.steps())
-    directory = os.path.join(store.root, TOWERS_DIR)
-    for name in os.listdir(directory) if os.path.isdir(directory) else []:
-        if name.endswith(".npz") and int(name.split(".")[0]) not in kept:
-            os.remove(os.path.join(directory, name))
-
-
 def publish(
     store: IndexStore, step: int, block_emb: np.ndarray, tower: dict, index: ConfigDict
 ) -> Snapshot:
@@ -113,7 +82,7 @@ def publish(
     searcher = build_searcher(index.searcher, block_emb)
     save_tower(store.root, step, tower)
     store.publish(step, block_emb, searcher)
-    _prune_towers(store)
+    prune_towers(store)
     loaded = store.load(step)
     return Snapshot(step, loaded.searcher, loaded.block_emb, jax.device_put(tower))
 
@@ -209,7 +178,9 @@ class AsyncIndex(SyncIndex):
         """The newest index the watcher has ready (a reference swap at most, never a wait)."""
         loaded = self.watcher.current(step)
         if loaded.step != self.snapshot.step:
-            tower = load_tower(self.store.root, loaded.step) or self._checkpoint_tower(loaded.step)
+            tower = loaded.tower  # loaded by the watcher's thread; else (an index published
+            if tower is None:  # without one) from the checkpoint, on this thread
+                tower = self._checkpoint_tower(loaded.step)
             self.snapshot = Snapshot(loaded.step, loaded.searcher, loaded.block_emb, tower)
         return self.snapshot
 
@@ -228,7 +199,7 @@ class AsyncIndex(SyncIndex):
             self.refresher.join()
         final = self.store.load()
         if final is not None and final.step != self.snapshot.step:  # the final eval uses it
-            tower = self._checkpoint_tower(final.step)
+            tower = load_tower(self.store.root, final.step) or self._checkpoint_tower(final.step)
             self.snapshot = Snapshot(final.step, final.searcher, final.block_emb, tower)
         self.close()
 

@@ -35,14 +35,38 @@ def quiet_logs() -> None:
     absl_logging.get_absl_handler().addFilter(_DropOrbaxInfo())
 
 
-def run_stage(train: Callable[[ConfigDict, str], dict], config: ConfigDict, workdir: str) -> int:
+def describe(config: ConfigDict) -> dict[str, int]:
+    """Prints the stage's model and parameter counts (built abstractly: nothing materialised)."""
+    from realm_jax.train.model_setup import param_counts
+
+    counts = param_counts(config)
+    print(f"{config.stage}: model.bert={config.model.bert} dtype={config.model.dtype} "
+          f"batch {config.batch_size} x {config.num_train_steps} steps")  # fmt: skip
+    for name, n in counts.items():
+        print(f"  {name:24s} {n:>13,d}  ({n / 1e6:.1f}M)")
+    if config.stage == "openqa" and "retriever/embedder" in counts:
+        frozen = counts["total"] + counts["retriever/embedder"]
+        print(f"  {'+ frozen document tower':24s} {frozen:>13,d}  ({frozen / 1e6:.1f}M)")
+    return counts
+
+
+def run_stage(
+    train: Callable[[ConfigDict, str], dict], config: ConfigDict, workdir: str | None,
+    dry_run: bool = False,
+) -> int:  # fmt: skip
     """Runs ``train(config, workdir)``; prints its final metrics as the last JSON line.
 
+    ``dry_run`` only builds the model and prints its parameter counts (no workdir needed).
     Returns the exit status: 0, 1 on a user error (one ``error:`` line on stderr), 130 on Ctrl-C
     (the last checkpoint stays; the same command resumes).
     """
     quiet_logs()
     try:
+        if dry_run:
+            print(json.dumps(describe(config)))
+            return 0
+        if not workdir:
+            raise ConfigError("--workdir is required (unless --dry_run)")
         metrics = train(config, workdir)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

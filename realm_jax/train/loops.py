@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 
 import jax
 import numpy as np
@@ -217,17 +218,18 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
         return realm_batch(store, masked, search, r.num_candidates, r.query_len, r.cand_len,
                            max_masks=r.max_masks, query_uids=own)  # fmt: skip
 
-    index_steps: dict[int, int] = {}  # train step -> step of the index its batch came from
+    used: dict[int, tuple[int, float]] = {}  # train step -> (its index's step, ms to get it)
 
     def batch_at(step: int, params: dict) -> dict:
-        snapshot = index.current(step, params)
-        index_steps[step] = snapshot.step
+        t0 = time.perf_counter()
+        snapshot = index.current(step, params)  # async: a reference swap, never a wait
+        used[step] = snapshot.step, 1e3 * (time.perf_counter() - t0)
         return batch_for(snapshot, params, queries(step))
 
     def step_extras(step: int) -> dict:
         # Staleness: how many updates the document embeddings lag behind the trained params.
-        used = index_steps.pop(step)
-        return {"index_step": used, "staleness": step - used}
+        index_step, wait_ms = used.pop(step)
+        return {"index_step": index_step, "staleness": step - index_step, "index_ms": wait_ms}
 
     def evaluate(step: int, params: dict) -> dict:
         snapshot = index.snapshot

@@ -139,3 +139,19 @@ def test_bad_inputs_are_one_error_line_and_exit_1(tmp_path, env):
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1] == "error: nope.jsonl: no such file"
     assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_dry_run_prints_the_full_scale_parameter_counts(tmp_path, env):
+    """REALM's open-QA model is ~330M with the index's frozen document tower (Table 1)."""
+    out = _run(env, "finetune.py", f"--config={CONFIGS}/openqa_nq.py", "--dry_run")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "+ frozen document tower    329,038,593  (329.0M)" in out.stdout
+    assert json.loads(out.stdout.strip().splitlines()[-1])["total"] == 219_457_665
+    pretrain = _run(env, "pretrain.py", f"--config={CONFIGS}/realm_ccnews.py", "--dry_run")
+    assert pretrain.returncode == 0, pretrain.stderr[-2000:]
+    assert json.loads(pretrain.stdout.strip().splitlines()[-1])["total"] == 219_685_818
+    no_workdir = _run(env, "ict.py", f"--config={CONFIGS}/ict_mini.py:tiny")
+    assert no_workdir.returncode == 1
+    assert no_workdir.stderr.strip().splitlines()[-1] == (
+        "error: --workdir is required (unless --dry_run)"
+    )

@@ -137,8 +137,10 @@ def test_sigkill_never_exposes_a_half_written_index(tmp_path, warnings_seen):
     print(f"\nkilled in: {killed_in}\nindex held after each kill: {held}")
     assert not warnings_seen, [r.getMessage() for r in warnings_seen]
     left = sorted(os.listdir(index))
-    kept = sorted(int(name) for name in left if name != "LATEST")  # no .tmp / .del leftovers
-    assert "LATEST" in left and len(kept) == len(left) - 1 <= 3 and kept[-1] == final
+    kept = sorted(int(name) for name in left if name not in ("LATEST", "towers"))  # no .tmp/.del
+    assert "LATEST" in left and len(kept) == len(left) - 2 <= 3 and kept[-1] == final
+    # One query tower per kept index, none of a pruned or killed one, no half-written file.
+    assert set(os.listdir(os.path.join(index, "towers"))) == {f"{s}.npz" for s in kept}
     assert [s for _, s in watcher.swaps] == sorted({s for _, s in watcher.swaps})
     assert held and held == sorted(held)  # the watcher only ever moved forward
     # The last index holds the final checkpoint's embeddings.

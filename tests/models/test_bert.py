@@ -135,7 +135,10 @@ def test_chunked_attention_equals_unchunked(tokenizer, tiny_bert_config, passage
         np.testing.assert_allclose(o, r, atol=1e-6, rtol=0)
     # Training mode runs too (attention dropout inside the chunk loop) and is reproducible.
     run = lambda m: m.apply(
-        params, b["input_ids"], b["input_mask"], deterministic=False,
+        params,
+        b["input_ids"],
+        b["input_mask"],
+        deterministic=False,
         rngs={"dropout": jax.random.PRNGKey(3)},
     )[0]
     np.testing.assert_array_equal(run(chunked), run(chunked))

@@ -13,7 +13,7 @@ from ml_collections import ConfigDict
 
 from realm_jax.data.blocks import BlockStore
 from realm_jax.index.store import IndexStore
-from realm_jax.train import defaults, input_pipeline, loops
+from realm_jax.train import defaults, input_pipeline, loops, model_setup
 from realm_jax.train.loop import METRICS_FILE, NonFiniteLossError, Stage, run_loop
 from realm_jax.train.state import TrainState, bert_adamw
 from realm_jax.train.steps import make_train_step
@@ -46,6 +46,8 @@ def test_tiny_pipeline_ict_realm_openqa(tmp_path, capsys):
     # Index 0 is ICT's final index, reused (same blocks, same length): identical embeddings.
     realm_index = IndexStore(str(tmp_path / "realm" / "index"))
     assert realm_index.steps() == [0, 2, 4]
+    # Each step logs the index its batch came from: refreshed every 2 steps, so 0, 1, 0, 1 behind.
+    assert [r["staleness"] for r in _metrics(tmp_path / "realm")] == [0, 1, 0, 1]
     ict_emb = IndexStore(str(tmp_path / "ict" / "index")).load(4).block_emb
     np.testing.assert_array_equal(realm_index.load(0).block_emb, ict_emb)
 
@@ -66,10 +68,43 @@ def test_tiny_pipeline_ict_realm_openqa(tmp_path, capsys):
     assert isinstance(p["prediction"], str) and np.isfinite(p["score"])
     assert 1 <= len(p["evidence"]) <= 5
     assert sum(e["probability"] for e in p["evidence"]) <= 1.0 + 1e-6
+    _check_table2_mixes(tmp_path, openqa)
     print(
         "tiny pipeline:",
         json.dumps({"ict": ict_metrics, "realm": realm_metrics, "openqa": qa_metrics}),
     )
+
+
+def _check_table2_mixes(tmp_path, openqa):
+    """init.pretrain_parts takes only REALM's retriever or only its encoder (Table 2's rows)."""
+    _, realm, _ = model_setup.restore_run_params(str(tmp_path / "realm"))
+    _, ict, _ = model_setup.restore_run_params(str(tmp_path / "ict"))
+    rng = jax.random.PRNGKey(openqa.seed)
+    fresh = model_setup.random_params(openqa, rng)["params"]
+    same = lambda a, b: jax.tree.all(jax.tree.map(np.array_equal, a, b))
+
+    openqa.init.pretrain_parts = "retriever"
+    params, sources = model_setup.initial_params(openqa, rng)
+    p = params["params"]
+    assert same(p["retriever"], realm["params"]["retriever"])
+    assert same(p["reader"]["bert"], fresh["reader"]["bert"])  # init.bert's (random when tiny)
+    assert model_setup.retriever_source(openqa) == str(tmp_path / "realm")
+
+    openqa.init.pretrain_parts, openqa.init.ict_workdir = "encoder", str(tmp_path / "ict")
+    params, sources = model_setup.initial_params(openqa, rng)
+    p = params["params"]
+    assert same(p["retriever"], ict["params"])
+    assert same(p["reader"]["bert"], realm["params"]["encoder"]["bert"])
+    assert not same(p["retriever"], realm["params"]["retriever"])  # REALM moved the retriever
+    assert model_setup.retriever_source(openqa) == str(tmp_path / "ict")  # its index is ICT's
+    assert sources["reader bert"].startswith(str(tmp_path / "realm"))
+
+    openqa.init.pretrain_parts = "all"  # with both workdirs: ambiguous
+    with pytest.raises(model_setup.ConfigError, match="not both"):
+        model_setup.initial_params(openqa, rng)
+    openqa.init.pretrain_parts = "reader"
+    with pytest.raises(model_setup.ConfigError, match="pretrain_parts='reader'"):
+        model_setup.initial_params(openqa, rng)
 
 
 # --- the loop on a toy stage -------------------------------------------------------------------
