@@ -76,6 +76,9 @@ def test_pretrain_killed_after_a_checkpoint_resumes_identically(tmp_path, env):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     after = _losses(tmp_path / "b")[before:]
     assert [s for s, _ in after] == list(range(max(saved) + 1, 9))  # from the last checkpoint
+    diff = max(abs(loss - expected[s]) for s, loss in after)
+    print(f"killed after checkpoint {max(saved)}; resumed steps {[s for s, _ in after]}; "
+          f"max |loss - uninterrupted| {diff:.2e}")  # fmt: skip
     np.testing.assert_allclose(
         [loss for _, loss in after], [expected[s] for s, _ in after], rtol=0, atol=1e-6
     )
