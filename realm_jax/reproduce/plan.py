@@ -9,7 +9,6 @@ recall it reports. Runs come in dependency order (ICT, then REALM, then fine-tun
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 SCALES = ("mini", "tiny")
@@ -130,6 +129,6 @@ def _check(scale: str, datasets: tuple[str, ...]) -> None:
 
 def resolve(value: Any, root: str) -> Any:
     """An override's value for a run under ``root``."""
-    if isinstance(value, Callable):
+    if callable(value):
         return value(root)
     return value.replace("{root}", root) if isinstance(value, str) else value

@@ -178,11 +178,16 @@ class AsyncIndex(SyncIndex):
         """The newest index the watcher has ready (a reference swap at most, never a wait)."""
         loaded = self.watcher.current(step)
         if loaded.step != self.snapshot.step:
-            tower = loaded.tower  # loaded by the watcher's thread; else (an index published
-            if tower is None:  # without one) from the checkpoint, on this thread
-                tower = self._checkpoint_tower(loaded.step)
-            self.snapshot = Snapshot(loaded.step, loaded.searcher, loaded.block_emb, tower)
+            self.snapshot = self._snapshot(loaded)
         return self.snapshot
+
+    def _snapshot(self, loaded: LoadedIndex) -> Snapshot:
+        """``loaded`` with its query tower: the one the watcher's thread loaded, else the one
+        published beside it, else (an index published without one) the checkpoint's."""
+        tower = loaded.tower
+        if tower is None:
+            tower = load_tower(self.store.root, loaded.step) or self._checkpoint_tower(loaded.step)
+        return Snapshot(loaded.step, loaded.searcher, loaded.block_emb, tower)
 
     def _checkpoint_tower(self, step: int) -> dict | None:
         try:
@@ -199,8 +204,7 @@ class AsyncIndex(SyncIndex):
             self.refresher.join()
         final = self.store.load()
         if final is not None and final.step != self.snapshot.step:  # the final eval uses it
-            tower = load_tower(self.store.root, final.step) or self._checkpoint_tower(final.step)
-            self.snapshot = Snapshot(final.step, final.searcher, final.block_emb, tower)
+            self.snapshot = self._snapshot(final)
         self.close()
 
     def close(self) -> None:
