@@ -76,3 +76,23 @@ def run_stage(
         return 130
     print(json.dumps({k: float(v) for k, v in metrics.items()}))
     return 0
+
+
+def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
+    """The whole of ict.py / pretrain.py / finetune.py: their flags, then ``run_stage``."""
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    config = config_flags.DEFINE_config_file("config", None, f"A stage config file ({stage}).")
+    workdir = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and indexes go here.")
+    dry_run = flags.DEFINE_bool("dry_run", False, "Only build the model; print parameter counts.")
+    flags.mark_flags_as_required(["config"])
+    for name in ("config", "workdir", "dry_run"):  # listed by the script's --help, not --helpfull
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+    def main(argv: list[str]) -> None:
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        sys.exit(run_stage(train, config.value, workdir.value, dry_run.value))
+
+    app.run(main)
