@@ -127,7 +127,7 @@ def realm_config_from_hf(d: Mapping[str, Any]) -> RealmConfig:
     )
 
 
-def _expected_shapes(cfg: RealmConfig, kind: str) -> dict[tuple[str, ...], tuple[int, ...]]:
+def expected_shapes(cfg: RealmConfig, kind: str) -> dict[tuple[str, ...], tuple[int, ...]]:
     import jax
     import jax.numpy as jnp
 
@@ -185,7 +185,7 @@ def params_from_hf_realm(
         _check_tied(sd, "realm.embeddings.word_embeddings.weight", "cls.predictions.decoder.weight")
         used |= {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
     params, used_map = params_from_state_dict(
-        sd, _KEY_MAPS[kind](cfg), _expected_shapes(cfg, kind), dtype
+        sd, _KEY_MAPS[kind](cfg), expected_shapes(cfg, kind), dtype
     )
     used |= used_map | {k for k in sd if k.startswith(skip)}
     extra = unexpected_keys(sd, used)

@@ -214,16 +214,12 @@ def test_reader_logits_and_losses(hf_cfg, cfg, answered):
     assert our_ends[np.argmax(flat) % logits.shape[1]] == out.end_pos.item()
 
 
-def test_openqa_checkpoint_round_trip(hf_cfg, cfg, tmp_path):
-    """RealmForOpenQA saved by save_pretrained loads into OpenQAModel, reader and query tower."""
-    hf = _randomised(modeling_realm.RealmForOpenQA(hf_cfg), 11)
-    hf.save_pretrained(str(tmp_path), safe_serialization=False)  # safetensors refuses tied heads
-    loaded_cfg, params = load_hf_realm(str(tmp_path), "openqa")
-    assert loaded_cfg == cfg
-    sd = _state_dict(hf)
-    q_ids, q_mask, _ = _inputs(12, 1)
-    ids, mask, types, block_mask = _reader_inputs(13, 3)
-    beam_emb = np.random.default_rng(14).normal(size=(1, 5, cfg.proj_size)).astype(np.float32)
+def check_openqa(hf, params, cfg, tag, seed):
+    """OpenQAModel(params) vs the port's RealmForOpenQA: query tower and reader logits."""
+    q_ids, q_mask, _ = _inputs(seed, 1)
+    ids, mask, types, block_mask = _reader_inputs(seed + 1, 3)
+    beam_emb = np.random.default_rng(seed + 2).normal(size=(1, 5, cfg.proj_size))
+    beam_emb = beam_emb.astype(np.float32)
     beam_logits, logits, span_mask, _, _ = OpenQAModel(cfg).apply(
         params, q_ids, q_mask, beam_emb, ids[None], mask[None], types[None], block_mask[None]
     )
@@ -232,9 +228,19 @@ def test_openqa_checkpoint_round_trip(hf_cfg, cfg, tmp_path):
         seq = hf.reader.realm(_t(ids), _t(mask), _t(types)).last_hidden_state
         ref_logits = hf.reader.qa_outputs(seq, _t(block_mask))[0].numpy()
     ref_beam = beam_emb[0] @ q
-    assert_parity("openqa.retriever_logits", beam_logits[0], ref_beam)
+    assert_parity(f"{tag}.retriever_logits", beam_logits[0], ref_beam)
     ref_logits = ref_logits + ref_beam[:3, None]
-    assert_parity("openqa.reader_logits", logits[0][span_mask[0]], ref_logits[span_mask[0]])
+    assert_parity(f"{tag}.reader_logits", logits[0][span_mask[0]], ref_logits[span_mask[0]])
+
+
+def test_openqa_checkpoint_round_trip(hf_cfg, cfg, tmp_path):
+    """RealmForOpenQA saved by save_pretrained loads into OpenQAModel, reader and query tower."""
+    hf = _randomised(modeling_realm.RealmForOpenQA(hf_cfg), 11)
+    hf.save_pretrained(str(tmp_path), safe_serialization=False)  # safetensors refuses tied heads
+    loaded_cfg, params = load_hf_realm(str(tmp_path), "openqa")
+    assert loaded_cfg == cfg
+    check_openqa(hf, params, cfg, "openqa", seed=12)
+    sd = _state_dict(hf)
     assert "block_emb" in sd  # the index rides along in the port's state dict; not a parameter
 
 
