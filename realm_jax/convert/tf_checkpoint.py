@@ -280,7 +280,8 @@ def load_tf_checkpoint(path: str, cfg: RealmConfig, kind: str) -> dict:
 
 def load_block_emb(path: str, dim: int | None = None) -> np.ndarray:
     """The ``block_emb`` variable [num_blocks, D] float32 of ``<module>/encoded/encoded.ckpt``."""
-    variables = TFVariables(path)
+    encoded = os.path.join(os.fspath(path), "encoded", "encoded.ckpt")
+    variables = TFVariables(encoded if os.path.isfile(encoded + ".index") else path)
     if BLOCK_EMB not in variables:
         raise ConversionError(f"{variables.prefix}: missing variables: {BLOCK_EMB}")
     shape = variables.shapes[BLOCK_EMB]

@@ -5,7 +5,8 @@ truncated) with REALM's uid, SHA1 of ``f"{title} <sep> {body}"``, stored as the 
 (``int.from_bytes(uid, "big")`` is the original integer). Titles are cut to ``max_len // 4``
 wordpieces so a body always has room. Inputs: jsonl ``{title, text}`` documents (packed), or
 ORQA's ``blocks.tfr`` + ``titles.tfr`` (each record already one block: kept whole, only split into
-sentences). Truncations are counted in ``meta.json``.
+sentences). Truncations are counted in ``meta.json``. The released block files (ORQA's pre-tokenized
+``examples.tfr``, the Hugging Face port's ``block_records.npy``) are read by ``released_blocks``.
 
 A store is a directory of 1-D ``.npy`` arrays (``_ARRAYS``) plus ``meta.json``, written into a
 temporary sibling and renamed into place when complete; ``BlockStore`` memory-maps it, so a
@@ -128,6 +129,36 @@ class _StoreWriter:
             writer.close()
 
 
+def _store_meta(
+    writer: _StoreWriter,
+    tokenizer: Tokenizer,
+    source: str,
+    max_len: int,
+    prepacked: bool,
+    stats: collections.Counter,
+) -> dict:
+    """``meta.json`` of a store just written: sizes, ``num_<stat>`` counts, vocab and special ids.
+
+    CorpusError if the store has no blocks.
+    """
+    if writer.num_blocks == 0:
+        raise CorpusError(f"{source}: no blocks (no document has any text)")
+    with open(tokenizer.vocab_path, "rb") as f:
+        vocab_sha1 = hashlib.sha1(f.read()).hexdigest()
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": source,
+        "max_len": max_len,
+        "prepacked": prepacked,
+        "num_blocks": writer.num_blocks,
+        "num_tokens": writer.totals["token_ids"],
+        "num_sentences": writer.totals["sentence_token_starts"],
+        **{f"num_{k}": v for k, v in sorted(stats.items())},
+        "vocab_sha1": vocab_sha1,
+        **{f"{k}_id": getattr(tokenizer, f"{k}_id") for k in ("cls", "sep", "pad", "mask")},
+    }
+
+
 def _chunk_blocks(chunk, splitter, tokenizer, max_len, prepacked, is_continuation, stats):
     """Blocks of a chunk of documents: one sentence-split pass and one tokenizer call for all."""
     sentence_spans = splitter.split([text for _, text in chunk])
@@ -189,23 +220,8 @@ def build_blocks(
                     bar.update(len(chunk))
         finally:
             writer.close()
-        if writer.num_blocks == 0:
-            raise CorpusError(f"{source}: no blocks (no document has any text)")
-        with open(tokenizer.vocab_path, "rb") as f:
-            vocab_sha1 = hashlib.sha1(f.read()).hexdigest()
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "source": source,
-            "max_len": max_len,
-            "prepacked": prepacked,
-            "num_blocks": writer.num_blocks,
-            "num_tokens": writer.totals["token_ids"],
-            "num_sentences": writer.totals["sentence_token_starts"],
-            **{f"num_{k}": v for k, v in sorted(stats.items())},
-            "sentence_splitter": "spacy.blank('en') + sentencizer",
-            "vocab_sha1": vocab_sha1,
-            **{f"{k}_id": getattr(tokenizer, f"{k}_id") for k in ("cls", "sep", "pad", "mask")},
-        }
+        meta = _store_meta(writer, tokenizer, source, max_len, prepacked, stats)
+        meta["sentence_splitter"] = "spacy.blank('en') + sentencizer"
         array_dir.write_meta(tmp, meta)
     return meta
 

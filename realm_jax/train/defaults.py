@@ -43,6 +43,8 @@ def base_config(stage: str) -> ConfigDict:
     c.model.bert = "base"  # "base" (BERT-base uncased), "minilm", "tiny", or a dir with config.json
     c.model.num_hidden_layers = config_dict.placeholder(int)  # keep the first n layers
     c.model.dropout = config_dict.placeholder(float)  # hidden and attention dropout override
+    # Activation override: "gelu_new" (TF BERT's tanh form) for the released TF checkpoints.
+    c.model.hidden_act = config_dict.placeholder(str)
     c.model.proj_size = 128  # retriever embedding size (REALM: 128)
     c.model.share_embedders = True  # one tower for Embed_input and Embed_doc (REALM's embedder)
     c.model.span_hidden_size = 256
@@ -62,6 +64,9 @@ def base_config(stage: str) -> ConfigDict:
     c.data = ConfigDict()
     c.data.corpus = MINI_PASSAGES  # jsonl {title, text} (ids from "id" when present)
     c.data.titles = _path()  # with corpus = ORQA's blocks.tfr: its titles.tfr
+    # With blocks.tfr / titles.tfr: REALM's examples.tfr (the same blocks, pre-tokenized), used
+    # as they are instead of splitting and tokenizing 13M blocks again.
+    c.data.examples = _path()
     c.data.block_len = 288  # wordpieces per block, [CLS] title [SEP] body [SEP] included
     c.data.max_documents = config_dict.placeholder(int)  # the first n documents only
     # "dataset:split": keep only the gold passages of that split's questions (mini sets), up to
@@ -195,4 +200,57 @@ def shrink_to_tiny(c: ConfigDict) -> ConfigDict:
         c.openqa.question_len, c.openqa.reader_len = 16, 80
         c.openqa.retriever_beam, c.openqa.reader_beam = 8, 2
         c.eval.predict_batch_size = 4
+    return c
+
+
+def released_config(stage: str, scale: str = "full") -> ConfigDict:
+    """A stage's config for REALM's released artifacts, converted by ``experiments/convert.py``.
+
+    BERT-base with TF BERT's tanh GELU (``gelu_new``), REALM's 128-d retriever, ORQA's 288-token
+    blocks and open-QA recipe. ``released`` names the artifacts: ``format`` "tf" (the original
+    checkpoints) or "hf" (the PyTorch port's); ``checkpoint`` the fine-tuned model (open-QA) or
+    the pretrained embedder (REALM); ``encoder_checkpoint`` the pretrained encoder (REALM only);
+    ``block_emb`` the block embeddings (TF ``encoded.ckpt``, a ``.npy``, or empty for the port's
+    open-QA state dict, which carries them). Relative paths are the release's own layout.
+    ``scale`` "tiny" is the test shape.
+    """
+    c = openqa_config() if stage == "openqa" else realm_config()
+    c.model.bert, c.model.hidden_act, c.model.dtype = "base", "gelu_new", "float32"
+    c.data.corpus = "enwiki-20181220/blocks.tfr"
+    c.data.titles = "enwiki-20181220/titles.tfr"
+    c.data.block_len = 288
+    c.index.searcher, c.index.emb_dtype = "scann", "bfloat16"
+    c.released = ConfigDict()
+    c.released.format = "tf"
+    c.released.checkpoint = _path()
+    c.released.encoder_checkpoint = _path()
+    c.released.block_emb = "cc_news_pretrained/embedder/encoded/encoded.ckpt"
+    if stage == "openqa":
+        c.openqa.question_len = 64
+        c.openqa.retriever_beam = 5000  # ORQA: the retriever's beam; the reader reads its top 5
+        c.openqa.reader_beam = 5
+        c.openqa.reader_len = 288 + 32
+        c.eval.predict_batch_size = 16
+    else:
+        c.realm.cand_len = 288  # the released embeddings are of 288-token blocks
+    if scale == "tiny":
+        shrink_released_to_tiny(c)
+    elif scale != "full":
+        raise ValueError(f"scale {scale!r}: expected full or tiny")
+    return c
+
+
+def shrink_released_to_tiny(c: ConfigDict) -> ConfigDict:
+    """The released configs at test scale: a 2-layer 32-wide BERT, short inputs, exact search."""
+    c.model.bert, c.model.proj_size = "tiny", 16
+    c.model.span_hidden_size, c.model.max_span_width = 12, 4
+    c.data.block_len = 64
+    c.index.searcher, c.index.emb_dtype, c.index.emb_batch_size = "exact", "float32", 64
+    c.progress = False
+    if c.stage == "openqa":
+        c.openqa.question_len, c.openqa.reader_len = 16, 80
+        c.openqa.retriever_beam, c.openqa.reader_beam = 8, 2
+        c.eval.predict_batch_size = 4
+    else:
+        c.realm.query_len, c.realm.cand_len = 24, 64
     return c

@@ -84,6 +84,8 @@ def blocks_dir(config: ConfigDict, workdir: str) -> str:
     if d.blocks_dir:
         return d.blocks_dir
     key = [d.corpus, d.titles, d.block_len, d.max_documents, d.gold_questions]
+    if d.get("examples"):
+        key.append(d.examples)
     digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:12]
     parent = os.path.dirname(os.path.abspath(workdir))
     return os.path.join(parent, "cache", f"blocks-{digest}")
@@ -100,25 +102,38 @@ def target_config(config: ConfigDict) -> ConfigDict | None:
     return target
 
 
+def _build_store(config: ConfigDict, directory: str, tokenizer: Tokenizer) -> None:
+    """Packs ``config.data``'s corpus into a store at ``directory`` (see data.blocks)."""
+    from realm_jax.data import released_blocks
+
+    d = config.data
+    kw = dict(max_len=d.block_len, progress=config.progress)
+    if d.get("examples"):  # REALM's pre-tokenized blocks beside blocks.tfr / titles.tfr
+        if not d.titles:
+            raise ConfigError("data.examples needs data.corpus=blocks.tfr and data.titles")
+        released_blocks.build_blocks_from_examples(
+            d.corpus, d.titles, d.examples, directory, tokenizer, **kw
+        )
+    elif d.corpus.endswith(".npy"):  # the PyTorch port's block_records.npy
+        released_blocks.build_blocks_from_block_records(d.corpus, directory, tokenizer, **kw)
+    elif d.titles:  # blocks.tfr / titles.tfr, streamed: never 13M Python strings at once
+        docs = documents.iter_tfrecord_documents(d.corpus, d.titles)
+        docs = itertools.islice(docs, d.max_documents)
+        build_blocks(docs, directory, tokenizer, prepacked=True, source=d.corpus, **kw)
+    else:
+        rows = corpus_documents(d)
+        if not rows:
+            raise ConfigError(f"data.corpus={d.corpus!r}: the selection has no documents")
+        docs = ((title, text) for _, title, text in rows)
+        build_blocks(docs, directory, tokenizer, source=d.corpus, total=len(rows), **kw)
+
+
 def prepare_blocks(
     config: ConfigDict, directory: str, tokenizer: Tokenizer, salient_spans: bool = False
 ) -> BlockStore:
     """The block store at ``directory``, packed (and annotated) first if it is not there yet."""
-    d = config.data
     if not os.path.isdir(directory):
-        rows = corpus_documents(d)
-        if not rows:
-            raise ConfigError(f"data.corpus={d.corpus!r}: the selection has no documents")
-        build_blocks(
-            ((title, text) for _, title, text in rows),
-            directory,
-            tokenizer,
-            max_len=d.block_len,
-            prepacked=bool(d.titles),
-            source=d.corpus,
-            total=len(rows),
-            progress=config.progress,
-        )
+        _build_store(config, directory, tokenizer)
     if salient_spans and not os.path.isdir(os.path.join(directory, SPANS_DIR)):
         build_salient_spans(directory, progress=config.progress)
     return BlockStore(directory)

@@ -57,6 +57,11 @@ def bert_config(model: ConfigDict) -> BertConfig:
                 f"{cfg.num_hidden_layers}"
             )
         cfg = cfg.replace(num_hidden_layers=model.num_hidden_layers)
+    if model.get("hidden_act") is not None:
+        try:
+            cfg = cfg.replace(hidden_act=model.hidden_act)
+        except ValueError as e:
+            raise ConfigError(f"model.{e}") from None
     if model.dropout is not None:
         cfg = cfg.replace(
             hidden_dropout_prob=model.dropout, attention_probs_dropout_prob=model.dropout

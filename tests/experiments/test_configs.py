@@ -19,6 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CONFIGS = os.path.join(REPO, "experiments", "configs")
 FULL = ["ict_wiki", "realm_wiki", "realm_ccnews", "openqa_nq", "openqa_wq", "openqa_ct"]
 MINI = ["ict_mini", "realm_mini", "openqa_mini"]
+RELEASED = ["openqa_nq_released", "openqa_wq_released", "realm_ccnews_released"]
 SCRIPT = {"ict": "ict.py", "realm": "pretrain.py", "openqa": "finetune.py"}
 BERT_BASE = 109_482_240  # 12 layers x 768, 30522 words, with the pooler
 EMBEDDER = BERT_BASE + 768 * 128 + 128 + 2 * 128  # + projection to 128 and its LayerNorm
@@ -35,7 +36,7 @@ def load(name):
 
 def test_every_config_file_is_listed():
     found = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(CONFIGS, "*.py"))}
-    assert found == set(FULL) | set(MINI)
+    assert found == set(FULL) | set(MINI) | set(RELEASED)
 
 
 @pytest.mark.parametrize("name", FULL + MINI)
@@ -47,7 +48,21 @@ def test_docstring_has_the_launch_command(name):
     )
 
 
-@pytest.mark.parametrize("name", FULL)
+@pytest.mark.parametrize("name", RELEASED)
+def test_released_configs_say_how_to_convert_and_what_to_expect(name):
+    module = load(name)
+    command = "experiments/convert.py \\\n      --config=/path/to/realm-jax/experiments/configs"
+    assert f"{command}/{name}.py" in module.__doc__
+    config = module.get_config()
+    assert config.model.hidden_act == "gelu_new"  # TF BERT's tanh GELU, as released
+    assert config.released.format == "tf" and config.released.block_emb.endswith("encoded.ckpt")
+    tiny = module.get_config("tiny")
+    assert tiny.model.bert == "tiny" and tiny.index.searcher == "exact"
+    with pytest.raises(ValueError, match="expected full or tiny"):
+        module.get_config("huge")
+
+
+@pytest.mark.parametrize("name", FULL + RELEASED)
 def test_full_scale_configs_build_bert_base_realm(name):
     config = load(name).get_config()
     assert config.model.bert == "base" and config.model.proj_size == 128
