@@ -157,6 +157,43 @@ def test_released_realm_run_feeds_finetuning(release, tmp_path):
     np.testing.assert_array_equal(np.asarray(snapshot.block_emb), release["block_emb"])
 
 
+def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path):
+    """The port's RealmForOpenQA (save_pretrained) + block_records.npy -> an open-QA run."""
+    import torch
+    from transformers.models.deprecated.realm import configuration_realm, modeling_realm
+
+    from realm_jax.train.loops import _tokenizer, load_openqa_run
+    from realm_jax.train.released import convert_released
+
+    texts = [p.encode() for p in ("Paris is the capital of France.", "The Nile is long.") * 5]
+    hf_cfg = configuration_realm.RealmConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        retriever_proj_size=16, span_hidden_size=12, max_span_width=4,
+        num_block_records=len(texts),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    hf = modeling_realm.RealmForOpenQA(hf_cfg).eval()
+    with torch.no_grad():
+        hf.block_emb.normal_()
+    hf.save_pretrained(str(tmp_path / "hf"), safe_serialization=False)
+    records = str(tmp_path / "block_records.npy")
+    np.save(records, np.array(texts, dtype=object), allow_pickle=True)
+
+    config = load_config("openqa_nq_released").get_config("tiny")
+    with config.unlocked():
+        config.released.format, config.released.checkpoint = "hf", str(tmp_path / "hf")
+        config.released.block_emb = None  # carried by the port's state dict
+        config.data.corpus, config.data.titles = records, None
+    workdir = str(tmp_path / "hf_run")
+    info = convert_released(config, workdir, _tokenizer())
+    assert info["format"] == "hf" and info["num_blocks"] == len(texts)
+    _, params, answer = load_openqa_run(workdir)
+    kernel = params["params"]["reader"]["span_output"]["kernel"]
+    np.testing.assert_array_equal(kernel, hf.reader.qa_outputs.dense_output.weight.detach().T)
+    prediction = answer(params, ["what is the capital of france"], 1)[0]
+    assert prediction["evidence"][0]["text"] in {t.decode() for t in texts}
+
+
 def test_ten_thousand_blocks_and_their_embeddings_search_like_numpy(tmp_path):
     """blocks.tfr / titles.tfr + block_emb (10,000 blocks) -> store + searcher = numpy top-k."""
     n, dim = 10_000, 128
