@@ -7,12 +7,16 @@ Layout of a checkpoint directory:
 
 Orbax writes each step into a temporary directory and renames it when complete, so a reader only
 ever lists finished steps. ``restore_embedder_params`` reads the document tower's arrays alone.
+A finished step can still be damaged later (a truncated or deleted file): ``restore_latest_good``
+then falls back to the newest step that restores, and the trainer moves the broken one aside to
+``<dir>/<step>.corrupt`` (orbax lists only ``<dir>/<step>``) so that it can save that step again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from typing import Any
 
@@ -27,10 +31,21 @@ from realm_jax.models.realm import RealmConfig
 from realm_jax.models.retriever import Embedder
 from realm_jax.train.state import TrainState
 
+log = logging.getLogger(__name__)
+
 SPEC_FILE = "embedder.json"
 DONE_FILE = "DONE"
 # Where the document tower sits in a model's params: REALM / open-QA models, then a bare Retriever.
 EMBEDDER_PATHS = (("params", "retriever", "embedder"), ("params", "embedder"))
+# What restoring a damaged step raises: tensorstore's NOT_FOUND / OUT_OF_RANGE / DATA_LOSS (a
+# deleted, truncated or overwritten array file) and a bad _METADATA (JSONDecodeError, pytree
+# structure error) are ValueErrors; a missing item directory is a KeyError; a step directory
+# gone since the listing is a FileNotFoundError.
+RESTORE_ERRORS = (OSError, ValueError, KeyError)
+
+
+class CheckpointError(ValueError):
+    """A directory holds finished checkpoints but none of them restores."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +126,7 @@ class Checkpoints:
         embedder_spec: EmbedderSpec | None = None,
     ):
         self.directory = os.path.abspath(directory)
+        self._read_only = read_only
         if read_only:
             # Spelled out: orbax warns when read_only overrides its saving defaults.
             options = ocp.CheckpointManagerOptions(
@@ -159,12 +175,85 @@ class Checkpoints:
         )
         return template.replace(**out)
 
+    def restore_latest_good(
+        self, template: TrainState
+    ) -> tuple[int, TrainState] | tuple[None, None]:
+        """The newest step that restores and its state, or (None, None) when there is no step.
+
+        Each newer step that fails to restore gets one warning with the reason; unless the
+        manager is read-only it is also moved aside to ``<step>.corrupt`` (only once an older
+        step restored: when none does, e.g. a template of another model, nothing is moved), so
+        the trainer can save that step number again. Raises ``CheckpointError`` if none restores.
+        """
+        failed: list[tuple[int, str]] = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state = self.restore_state(step, template)
+            except RESTORE_ERRORS as e:
+                failed.append((step, _first_line(e)))
+                continue
+            moved = self._set_aside([bad for bad, _ in failed])
+            for bad, reason in failed:
+                aside = f"; moved it to {moved[bad]}" if bad in moved else ""
+                log.warning("checkpoint %s does not restore (%s)%s; using step %d instead",
+                            self._step_dir(bad), reason, aside, step)  # fmt: skip
+            return step, state
+        if failed:
+            for bad, reason in failed:
+                log.warning("checkpoint %s does not restore (%s)", self._step_dir(bad), reason)
+            steps = ", ".join(str(bad) for bad, _ in failed)
+            raise CheckpointError(
+                f"{self.directory}: none of its checkpoints restores (steps {steps}; "
+                f"step {failed[0][0]}: {failed[0][1]})"
+            )
+        return None, None
+
+    def all_steps(self) -> list[int]:
+        """The finished steps on disk (re-listed on every call), oldest first."""
+        if not os.path.isdir(self.directory):
+            return []
+        self._manager.reload()
+        return sorted(self._manager.all_steps())
+
+    def _step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def _set_aside(self, steps: list[int]) -> dict[int, str]:
+        """Renames the directories of ``steps`` to ``<step>.corrupt`` (unless read-only);
+        returns the new paths. Process 0 renames, then every process re-lists."""
+        if not steps or self._read_only:
+            return {}
+        moved = {}
+        if jax.process_index() == 0:
+            for step in steps:
+                path = self._step_dir(step)
+                if not os.path.isdir(path):
+                    continue  # gone already (the FileNotFoundError case)
+                n, aside = 0, f"{path}.corrupt"
+                while os.path.exists(aside):
+                    n += 1
+                    aside = f"{path}.corrupt-{n}"
+                os.rename(path, aside)
+                moved[step] = aside
+        if jax.process_count() > 1:
+            ocp.multihost.sync_global_processes("realm_jax_checkpoint_set_aside")
+        self._manager.reload()  # forget the moved steps: saving one of their numbers must work
+        return moved
+
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are on disk."""
         self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.close()
+
+
+def _first_line(e: Exception) -> str:
+    """``Type: first line of the message``, without the specs tensorstore appends to it."""
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    lines = str(message).strip().splitlines()
+    first = lines[0].split(" [tensorstore_spec", 1)[0] if lines else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def save_checkpoint(

@@ -13,12 +13,14 @@ from ml_collections import ConfigDict
 from realm_jax.convert import ConversionError
 from realm_jax.data.documents import CorpusError
 from realm_jax.data.jsonl import JsonlError
+from realm_jax.train.checkpoint import CheckpointError
 from realm_jax.train.loop import NonFiniteLossError
 from realm_jax.train.model_setup import ConfigError
 
 # Failures a user can fix: reported as one stderr line and exit status 1.
 USER_ERRORS = (
     ConfigError, NonFiniteLossError, JsonlError, CorpusError, ConversionError, FileNotFoundError,
+    CheckpointError,
 )  # fmt: skip
 
 

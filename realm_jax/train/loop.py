@@ -1,12 +1,13 @@
 """The training loop every stage shares: resume, steps, metrics, evals, checkpoints, clean stops.
 
 ``run_loop`` owns the side effects (lm1b's ``train_and_evaluate`` shape): it restores the newest
-checkpoint of ``<workdir>/checkpoints`` if there is one, runs the pmapped step on the stage's
-batches, writes metrics (TensorBoard through clu, plus ``metrics.jsonl``) from process 0, saves
-orbax checkpoints every ``checkpoint_every_steps`` (keeping ``keep_checkpoints``), evaluates
-every ``eval_every_steps`` and at the end, and shows progress with an ETA. A non-finite loss stops
-the run with ``NonFiniteLossError`` before anything is saved from it; Ctrl-C saves the last
-finished step, waits for the write and re-raises.
+checkpoint of ``<workdir>/checkpoints`` if there is one (an older one, with a warning, when the
+newest is damaged), runs the pmapped step on the stage's batches, writes metrics (TensorBoard
+through clu, plus ``metrics.jsonl``) from process 0, saves orbax checkpoints every
+``checkpoint_every_steps`` (keeping ``keep_checkpoints``), evaluates every ``eval_every_steps``
+and at the end, and shows progress with an ETA. A non-finite loss stops the run with
+``NonFiniteLossError`` before anything is saved from it; Ctrl-C saves the last finished step,
+waits for the write and re-raises.
 """
 
 from __future__ import annotations
@@ -131,13 +132,12 @@ def run_loop(config: ConfigDict, workdir: str, stage: Stage) -> dict:
         max_to_keep=c.keep_checkpoints,
         embedder_spec=stage.embedder_spec,
     )
-    state = stage.state
-    start = checkpoints.latest_step()
+    # The newest checkpoint that restores (a damaged newer one is set aside with a warning).
+    start, state = checkpoints.restore_latest_good(stage.state)
     if start is not None:
-        state = checkpoints.restore_state(start, state)
         log.info("%s: resumed from checkpoint %d", stage.name, start)
     else:
-        start = 0
+        start, state = 0, stage.state
         if stage.save_initial:
             checkpoints.save(0, state)
             checkpoints.wait()

@@ -197,14 +197,11 @@ def read_run_config(workdir: str) -> ConfigDict:
 
 
 def restore_run_params(workdir: str, step: int | None = None) -> tuple[ConfigDict, dict, int]:
-    """(config, params, step) of another run's checkpoint (default: its latest), as numpy."""
+    """(config, params, step) of another run's checkpoint (default: its latest that restores,
+    skipping damaged newer ones with a warning), as numpy."""
     from realm_jax.train.checkpoint import Checkpoints
 
     config = read_run_config(workdir)
-    checkpoints = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True)
-    step = checkpoints.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"{workdir}/{CHECKPOINT_DIR}: no finished checkpoint")
     shapes = abstract_params(config)
     tx = bert_adamw(1.0, 1)  # only the optimiser state's structure matters
     zeros = lambda s: np.zeros(s.shape, s.dtype)
@@ -214,8 +211,16 @@ def restore_run_params(workdir: str, step: int | None = None) -> tuple[ConfigDic
         opt_state=jax.tree.map(zeros, jax.eval_shape(tx.init, shapes)),
         tx=tx,
     )
-    state = checkpoints.restore_state(step, template)
-    checkpoints.close()
+    checkpoints = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True)
+    try:
+        if step is None:
+            step, state = checkpoints.restore_latest_good(template)
+            if step is None:
+                raise FileNotFoundError(f"{workdir}/{CHECKPOINT_DIR}: no finished checkpoint")
+        else:
+            state = checkpoints.restore_state(step, template)
+    finally:
+        checkpoints.close()
     return config, state.params, step
 
 

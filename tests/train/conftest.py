@@ -1,12 +1,18 @@
-"""Tiny REALM models and random global batches (8 examples) for the train-step tests."""
+"""Tiny REALM models and random global batches (8 examples) for the train-step tests, and a toy
+stage (least squares) for the loop's resume tests."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from ml_collections import ConfigDict
 
 from realm_jax.models.bert import tiny_config
 from realm_jax.models.realm import OpenQAModel, RealmConfig, RealmPretrainModel, init_params
 from realm_jax.models.retriever import Retriever
+from realm_jax.train.loop import Stage
+from realm_jax.train.state import TrainState, bert_adamw
+from realm_jax.train.steps import make_train_step
 
 GLOBAL_BATCH, VOCAB = 8, 1000
 TRACES = []  # one entry per trace of a model's __call__ / embed_docs: compilations of a step
@@ -138,3 +144,44 @@ def make_batch():
 def init_model():
     """init_model(kind, cfg, batch) -> (trace-counting model, params)."""
     return _init
+
+
+def _loop_config(steps=6):
+    return ConfigDict(
+        dict(seed=0, num_train_steps=steps, log_every_steps=1, checkpoint_every_steps=2,
+             keep_checkpoints=2, eval_every_steps=0, eval_at_start=False, progress=False)
+    )  # fmt: skip
+
+
+def _toy_stage(nan_at=None, interrupt_at=None):
+    """Least squares on random batches, each a pure function of its step (runs in seconds);
+    the batch of ``nan_at`` holds a NaN, the one of ``interrupt_at`` raises KeyboardInterrupt."""
+
+    def loss_fn(params, batch, rngs, deterministic):
+        err = batch["x"] @ params["params"]["w"] - batch["y"]
+        return None, {"loss_sum": jnp.sum(err**2), "num_examples": jnp.float32(err.shape[0])}
+
+    def batch_at(step, params):
+        if step == interrupt_at:
+            raise KeyboardInterrupt
+        x = np.random.default_rng(step).normal(size=(8, 4)).astype(np.float32)
+        y = x @ np.arange(4, dtype=np.float32)
+        if step == nan_at:
+            y[0] = np.nan
+        return {"x": x, "y": y}
+
+    state = TrainState.create({"params": {"w": jnp.zeros(4)}}, bert_adamw(0.1, 10, 1))
+    step = make_train_step(loss_fn, {"loss": ("loss_sum", "num_examples")})
+    return Stage("toy", state, step, batch_at)
+
+
+@pytest.fixture(scope="session")
+def loop_config():
+    """loop_config(steps=6) -> a run_loop config: log every step, checkpoint every 2, keep 2."""
+    return _loop_config
+
+
+@pytest.fixture(scope="session")
+def toy_stage():
+    """toy_stage(nan_at=None, interrupt_at=None) -> a fresh least-squares Stage for run_loop."""
+    return _toy_stage

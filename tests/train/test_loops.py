@@ -6,17 +6,13 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from ml_collections import ConfigDict
 
 from realm_jax.data.blocks import BlockStore
 from realm_jax.index.store import IndexStore
 from realm_jax.train import defaults, input_pipeline, loops, model_setup
-from realm_jax.train.loop import METRICS_FILE, NonFiniteLossError, Stage, run_loop
-from realm_jax.train.state import TrainState, bert_adamw
-from realm_jax.train.steps import make_train_step
+from realm_jax.train.loop import METRICS_FILE, NonFiniteLossError, run_loop
 
 
 def _metrics(workdir, split="train"):
@@ -110,49 +106,20 @@ def _check_table2_mixes(tmp_path, openqa):
 # --- the loop on a toy stage -------------------------------------------------------------------
 
 
-def _loop_config(steps=6):
-    return ConfigDict(
-        dict(seed=0, num_train_steps=steps, log_every_steps=1, checkpoint_every_steps=2,
-             keep_checkpoints=2, eval_every_steps=0, eval_at_start=False, progress=False)
-    )  # fmt: skip
-
-
-def _toy_stage(nan_at=None, interrupt_at=None):
-    """Least squares on random batches; the batch of ``nan_at`` holds a NaN."""
-
-    def loss_fn(params, batch, rngs, deterministic):
-        err = batch["x"] @ params["params"]["w"] - batch["y"]
-        return None, {"loss_sum": jnp.sum(err**2), "num_examples": jnp.float32(err.shape[0])}
-
-    def batch_at(step, params):
-        if step == interrupt_at:
-            raise KeyboardInterrupt
-        rng = np.random.default_rng(step)
-        x = rng.normal(size=(8, 4)).astype(np.float32)
-        y = x @ np.arange(4, dtype=np.float32)
-        if step == nan_at:
-            y[0] = np.nan
-        return {"x": x, "y": y}
-
-    state = TrainState.create({"params": {"w": jnp.zeros(4)}}, bert_adamw(0.1, 10, 1))
-    step = make_train_step(loss_fn, {"loss": ("loss_sum", "num_examples")})
-    return Stage("toy", state, step, batch_at)
-
-
-def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
-    run_loop(_loop_config(), str(tmp_path / "a"), _toy_stage())
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path, loop_config, toy_stage):
+    run_loop(loop_config(), str(tmp_path / "a"), toy_stage())
     with pytest.raises(KeyboardInterrupt):
-        run_loop(_loop_config(), str(tmp_path / "b"), _toy_stage(interrupt_at=3))
+        run_loop(loop_config(), str(tmp_path / "b"), toy_stage(interrupt_at=3))
     assert _steps(tmp_path / "b" / "checkpoints") == [2, 3]  # Ctrl-C saved the finished step 3
-    run_loop(_loop_config(), str(tmp_path / "b"), _toy_stage())
+    run_loop(loop_config(), str(tmp_path / "b"), toy_stage())
     a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]  # resumed at 3: no step twice
     np.testing.assert_allclose([r["loss"] for r in b], [r["loss"] for r in a], rtol=0, atol=1e-6)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, loop_config, toy_stage):
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 4; .* checkpoint is step 2"):
-        run_loop(_loop_config(), str(tmp_path), _toy_stage(nan_at=3))
+        run_loop(loop_config(), str(tmp_path), toy_stage(nan_at=3))
     assert _steps(tmp_path / "checkpoints") == [2]
     assert [r["step"] for r in _metrics(tmp_path)] == [1, 2, 3]
 
