@@ -4,3 +4,5 @@ import os
 
 _HERE = os.path.dirname(__file__)
 MINI_PASSAGES = os.path.join(_HERE, "corpus", "mini", "passages.jsonl")
+FACTS_CORPUS = os.path.join(_HERE, "corpus", "facts", "facts.jsonl")
+FACTS_QUESTIONS = os.path.join(_HERE, "corpus", "facts", "questions.jsonl")

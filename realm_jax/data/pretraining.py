@@ -180,7 +180,7 @@ def openqa_batch(
     q_tokens = tokenizer.tokenize(questions)
     question = bert_inputs(q_tokens, None, question_len, cls, sep)
     valid = block_ids >= 0
-    beam_emb = np.where(valid[..., None], np.asarray(block_emb)[np.maximum(block_ids, 0)], 0)
+    beam_emb = np.where(valid[..., None], np.asarray(block_emb[np.maximum(block_ids, 0)]), 0)
     correct = np.zeros((b, beam), bool)
     for row in range(b):
         for j in np.flatnonzero(valid[row]):

@@ -21,7 +21,7 @@ from ml_collections import ConfigDict
 from realm_jax.data import documents
 from realm_jax.data.blocks import BlockStore, build_blocks
 from realm_jax.data.ict import ict_batch
-from realm_jax.data.jsonl import iter_jsonl
+from realm_jax.data.jsonl import JsonlError, iter_jsonl
 from realm_jax.data.openqa import SPLIT_SIZES, read_questions
 from realm_jax.data.packing import continuation_table
 from realm_jax.data.salient_spans import (
@@ -64,10 +64,19 @@ def corpus_documents(data: ConfigDict) -> list[tuple[int, str, str]]:
         return [(i, t, x) for i, (t, x) in enumerate(itertools.islice(docs, data.max_documents))]
     if not os.path.isfile(data.corpus):
         raise ConfigError(f"data.corpus={data.corpus!r}: no such file")
-    rows = [
-        (int(r.get("id", n)), r["title"], r["text"])
-        for n, (_, r) in enumerate(iter_jsonl(data.corpus, ("title", "text")))
-    ]
+    rows, first_line = [], {}
+    for n, (line, r) in enumerate(iter_jsonl(data.corpus, ("title", "text"))):
+        pid = r.get("id", n)
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            raise JsonlError(data.corpus, line, "field 'id' must be an integer")
+        if pid in first_line:
+            raise JsonlError(data.corpus, line, f"duplicate id {pid} (first on line "
+                             f"{first_line[pid]})")  # fmt: skip
+        for field in ("title", "text"):
+            if not isinstance(r[field], str):
+                raise JsonlError(data.corpus, line, f"field {field!r} must be a string")
+        first_line[pid] = line
+        rows.append((pid, r["title"], r["text"]))
     if data.gold_questions:
         gold = dict.fromkeys(
             q["gold_passage_id"]

@@ -109,13 +109,29 @@ def _tokenizer() -> Tokenizer:
     return Tokenizer()  # ~1 s to load: once per process
 
 
+def check_workdir(config: ConfigDict, workdir: str) -> None:
+    """A workdir that already holds a run must hold one of this stage and model shape (a resume);
+    anything else is an error before a byte is written."""
+    if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
+        return
+    saved = read_run_config(workdir)
+    for key in ("stage", *(f"model.{k}" for k in config.model)):
+        old, new = saved, config
+        for part in key.split("."):
+            old, new = old.get(part) if old is not None else None, new.get(part)
+        if old != new:
+            raise ConfigError(f"{workdir} holds a run with {key}={old!r}, but this config has "
+                              f"{key}={new!r}; use a new --workdir")  # fmt: skip
+
+
 def _setup(config: ConfigDict, workdir: str, stage: str, spans: bool = False):
     config = resolve_config(config, workdir, stage)
-    save_config(config, workdir)
+    check_workdir(config, workdir)
     tokenizer = _tokenizer()
     store = ip.prepare_blocks(config, config.data.blocks_dir, tokenizer, salient_spans=spans)
     model = stage_model(config)
     params, sources = initial_params(config, jax.random.PRNGKey(config.seed))
+    save_config(config, workdir)  # only once the run can start: a bad input leaves no workdir
     print(f"{stage}: {len(store)} blocks; initial params: {sources}", flush=True)
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     return config, tokenizer, store, model, params, spec
@@ -337,16 +353,22 @@ def train_openqa(config: ConfigDict, workdir: str) -> dict:
 
 def load_openqa_run(workdir: str) -> tuple[ConfigDict, dict, Answerer]:
     """A fine-tuned run's config, latest params and answerer (what predict.py serves)."""
+    if read_run_config(workdir).stage != "openqa":
+        raise ConfigError(
+            f"{workdir} is a {read_run_config(workdir).stage} run, not an open-QA one"
+        )
     config, params, _ = restore_run_params(workdir)
     params = jax.device_put(params)  # once, not with every prediction batch
-    if config.stage != "openqa":
-        raise ConfigError(f"{workdir} is a {config.stage} run, not an open-QA one")
-    store = BlockStore(config.data.blocks_dir)
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     snapshot = None
-    if config.openqa.retriever == "dense":
-        snapshot = load_snapshot(IndexStore(os.path.join(workdir, INDEX_DIR)), 0, exact=True)
-        if snapshot is None:
-            raise FileNotFoundError(f"{workdir}/{INDEX_DIR}: no frozen index (step 0)")
+    if config.openqa.retriever == "dense":  # the run's index, or its newest corpus version
+        from realm_jax.train.corpus_edit import load_serving
+
+        serving = load_serving(workdir, config)
+        store = serving.view
+        snapshot = Snapshot(serving.meta["index"]["step"], serving.searcher, serving.block_emb,
+                            None)  # fmt: skip
+    else:
+        store = BlockStore(config.data.blocks_dir)
     data = openqa_data(config, store, _tokenizer(), spec, snapshot)
     return config, params, Answerer(stage_model(config), data)

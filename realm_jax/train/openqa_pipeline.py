@@ -124,23 +124,25 @@ def word_span(token_ids: np.ndarray, start: int, end: int, is_continuation: np.n
     return start, end
 
 
-def span_text(
+def span_chars(
     store: BlockStore, tokenizer: Tokenizer, block: int, start: int, end: int,
     is_continuation: np.ndarray | None = None,
-) -> str:  # fmt: skip
-    """Text of body wordpieces ``start..end`` (inclusive) of ``block``, in its original casing.
+) -> tuple[str, tuple[int, int] | None]:  # fmt: skip
+    """Text of body wordpieces ``start..end`` (inclusive) of ``block``, in its original casing,
+    and its character span in ``store.text(block)`` (None when the text cannot be aligned).
 
     As ORQA's answers, the span covers whole words: it is widened over ``##`` pieces first.
     """
     ids = store.token_ids(block) if block >= 0 else np.zeros(0, np.int32)
     if block < 0 or not 0 <= start <= end < len(ids):
-        return ""
+        return "", None
     if is_continuation is not None:
         start, end = word_span(ids, start, end, is_continuation)
     offsets = body_offsets(store, tokenizer, block)
     if offsets is None:
-        return tokenizer.decode(ids[start : end + 1])
-    return store.text(block)[offsets[start, 0] : offsets[end, 1]]
+        return tokenizer.decode(ids[start : end + 1]), None
+    chars = (int(offsets[start, 0]), int(offsets[end, 1]))
+    return store.text(block)[chars[0] : chars[1]], chars
 
 
 def _softmax(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -161,7 +163,8 @@ class Answerer:
     def __call__(self, params: dict, questions: Sequence[str], batch_size: int) -> list[dict]:
         """One prediction record per question, in order (batches padded to one shape)."""
         data, out = self.data, []
-        beam = max(data.config.openqa.reader_beam, NUM_EVIDENCE)
+        o = data.config.openqa  # the retriever beam: evidence probabilities are its p(z|x)
+        beam = max(o.retriever_beam, o.reader_beam, NUM_EVIDENCE)
         q_len = data.config.openqa.question_len
         tokens = data.tokenizer.tokenize(list(questions))
         for start in range(0, len(questions), batch_size):
@@ -175,7 +178,7 @@ class Answerer:
                 block = int(block_ids[row, pred["block_index"][row]])
                 valid = block_ids[row] >= 0
                 probs = _softmax(pred["retriever_logits"][row], valid)
-                answer = span_text(
+                answer, chars = span_chars(
                     data.store, data.tokenizer, block, int(pred["start"][row]) - body_start,
                     int(pred["end"][row]) - body_start, data.is_continuation,
                 )  # fmt: skip
@@ -184,8 +187,12 @@ class Answerer:
                      "text": data.store.text(int(b)), "probability": float(p)}
                     for b, p in zip(block_ids[row], probs, strict=True) if b >= 0
                 ][:NUM_EVIDENCE]  # fmt: skip
-                out.append({"question": question, "prediction": answer,
-                            "score": float(pred["score"][row]), "evidence": evidence})  # fmt: skip
+                out.append({
+                    "question": question, "prediction": answer,
+                    "probability": float(pred["probability"][row]),
+                    "score": float(pred["score"][row]), "evidence": evidence,
+                    "answer_block": block, "answer_chars": chars,
+                })  # fmt: skip
         return out
 
 

@@ -30,6 +30,9 @@ def make_openqa_predict(model: OpenQAModel) -> Callable:
             "start": starts[span],  # [b] token positions in the reader input, inclusive
             "end": ends[span],
             "score": jnp.max(flat, -1),
+            # p(best block, best span | x) over the reader beam's valid spans (invalid spans hold
+            # finfo.min logits: probability 0).
+            "probability": jnp.max(jax.nn.softmax(flat.astype(jnp.float32), -1), -1),
             "retriever_logits": beam_logits,  # [b, beam]
         }
 

@@ -20,6 +20,7 @@ CONFIGS = os.path.join(REPO, "experiments", "configs")
 FULL = ["ict_wiki", "realm_wiki", "realm_ccnews", "openqa_nq", "openqa_wq", "openqa_ct"]
 MINI = ["ict_mini", "realm_mini", "openqa_mini"]
 RELEASED = ["openqa_nq_released", "openqa_wq_released", "realm_ccnews_released"]
+DEMO = ["openqa_facts"]  # the product demo (tests/product)
 SCRIPT = {"ict": "ict.py", "realm": "pretrain.py", "openqa": "finetune.py"}
 BERT_BASE = 109_482_240  # 12 layers x 768, 30522 words, with the pooler
 EMBEDDER = BERT_BASE + 768 * 128 + 128 + 2 * 128  # + projection to 128 and its LayerNorm
@@ -36,10 +37,10 @@ def load(name):
 
 def test_every_config_file_is_listed():
     found = {os.path.basename(p)[:-3] for p in glob.glob(os.path.join(CONFIGS, "*.py"))}
-    assert found == set(FULL) | set(MINI) | set(RELEASED)
+    assert found == set(FULL) | set(MINI) | set(RELEASED) | set(DEMO)
 
 
-@pytest.mark.parametrize("name", FULL + MINI)
+@pytest.mark.parametrize("name", FULL + MINI + DEMO)
 def test_docstring_has_the_launch_command(name):
     module = load(name)
     config = module.get_config()

@@ -104,7 +104,15 @@ def test_predict_and_evaluate_predictions_match_evaluate(tmp_path, env):
     records = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
     assert [r["question"] for r in records] == [r["question"] for r in rows]
     for r in records:
-        assert set(r) == {"question", "prediction", "score", "evidence"}
+        assert set(r) == {
+            "question",
+            "prediction",
+            "probability",
+            "score",
+            "evidence",
+            "answer_block",
+            "answer_chars",
+        }
         assert 1 <= len(r["evidence"]) <= 5
         assert all(set(e) == {"block", "title", "text", "probability"} for e in r["evidence"])
 
