@@ -64,8 +64,8 @@ class RealmQA:
         """``add`` / ``replace`` (records ``{id, title, text}``) or ``delete`` (``{id}``)."""
         from realm_jax.train.corpus_edit import apply_edit, check_records
 
-        if source == "<api>":
-            records = check_records([dict(r, line=i) for i, r in enumerate(records, 1)], op, source)
+        numbered = [dict(r, line=r.get("line", i)) for i, r in enumerate(records, start=1)]
+        records = check_records(numbered, op, source)
         info = apply_edit(self.workdir, self.config, op, records, source, self.tokenizer)
         self._load()
         return info

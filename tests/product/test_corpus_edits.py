@@ -141,3 +141,31 @@ def test_ask_batch_mode_writes_predictions(run_copy, tmp_path, capsys, mode):
         assert [r["question"] for r in rows] == [AMBER, "x y z"]
         assert rows[0]["prediction"] == "London"
         assert out.strip() == f"2 predictions written to {out_path}"
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_an_edit_that_fails_publishes_nothing(run_copy, tmp_path, capsys, monkeypatch, failure):
+    """Killed while embedding (after its blocks were packed): no version, no temporary files."""
+    from realm_jax.train import indexing
+
+    first = _edit_file(tmp_path / "ok.jsonl", [{"id": 1, "title": "Birch", "text": "The capital "
+                                                "of Birch is Rome."}])  # fmt: skip
+    assert _cli(capsys, "corpus", "replace", "--workdir", run_copy, first)[0] == 0
+    serving = os.path.join(run_copy, "serving")
+    before = sorted(os.listdir(os.path.join(serving, "corpus")))
+
+    def broken(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(indexing, "embed_blocks", broken)
+    edit = _edit_file(tmp_path / "e.jsonl", [{"id": 0, "title": "A", "text": "Amber is new."}])
+    with pytest.raises(type(failure)):
+        from realm_jax.api import RealmQA
+
+        RealmQA(run_copy).edit("replace", [{"id": 0, "title": "A", "text": "x", "line": 1}], edit)
+    assert sorted(os.listdir(os.path.join(serving, "corpus"))) == before == ["1", "LATEST"]
+    monkeypatch.undo()
+    _, out, _ = _cli(
+        capsys, "ask", "--workdir", run_copy, "what is the capital of Birch?", "--json"
+    )
+    assert json.loads(out)["prediction"] == "Rome"  # version 1 still serves
