@@ -152,9 +152,14 @@ def check_records(records: list[dict], op: str, source: str) -> list[dict]:
 
 
 def _base_docs(config: ConfigDict, base: BlockStore) -> dict[str, list[int]]:
-    """Document id -> block rows of the run's own store (ids as the corpus gives them)."""
-    ids = [str(i) for i, _, _ in ip.corpus_documents(config.data)]
+    """Document id -> block rows of the run's own store (ids as the corpus gives them: a jsonl's
+    ``id`` fields; for blocks.tfr and block_records.npy, the record number, read from the store)."""
     positions = np.asarray(base.arrays["doc_index"])
+    d = config.data
+    if d.titles or d.corpus.endswith(".npy"):
+        ids = [str(i) for i in range(int(positions.max()) + 1)]
+    else:
+        ids = [str(i) for i, _, _ in ip.corpus_documents(d)]
     out: dict[str, list[int]] = {}
     for row, pos in enumerate(positions):
         out.setdefault(ids[int(pos)], []).append(row)
