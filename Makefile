@@ -1,5 +1,6 @@
 # Set-up and checks. `make test` builds .venv from requirements.txt (exact pins) when it is missing or
-# requirements.txt changed, then runs the tests on CPU with 8 simulated devices.
+# requirements.txt changed, then runs the tests on CPU with 8 simulated devices (2 pytest-xdist
+# workers: the 2 cores are otherwise idle while a test compiles or waits on a subprocess).
 PYTHON ?= python3.11
 VENV ?= .venv
 STAMP := $(VENV)/.installed
@@ -23,7 +24,7 @@ $(STAMP): requirements.txt
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -n 2 tests
 
 # The paper's tables at CPU scale (experiments/reproduce.py); one device, so XLA gets both cores.
 # Rerunning resumes: finished runs under runs/reproduce are skipped.
