@@ -225,6 +225,9 @@ def released_config(stage: str, scale: str = "full") -> ConfigDict:
     c.released.checkpoint = _path()
     c.released.encoder_checkpoint = _path()
     c.released.block_emb = "cc_news_pretrained/embedder/encoded/encoded.ckpt"
+    # Open-QA: the document tower that made block_emb (the pretrained embedder), saved beside the
+    # index so corpus edits embed new blocks the same way; empty: none (edits need a re-index).
+    c.released.doc_tower = "cc_news_pretrained/embedder" if stage == "openqa" else ""
     if stage == "openqa":
         c.openqa.question_len = 64
         c.openqa.retriever_beam = 5000  # ORQA: the retriever's beam; the reader reads its top 5

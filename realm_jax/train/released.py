@@ -144,6 +144,7 @@ def convert_released(config: ConfigDict, workdir: str, tokenizer) -> dict:
     config = resolve_config(config, workdir, config.stage)
     params = released_params(config)
     block_emb = released_block_emb(config)
+    tower = _doc_tower(config, params)
     store = ip.prepare_blocks(config, config.data.blocks_dir, tokenizer)
     if len(store) != len(block_emb):
         raise ConversionError(
@@ -155,7 +156,7 @@ def convert_released(config: ConfigDict, workdir: str, tokenizer) -> dict:
     tmp = workdir + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_run(config, tmp, params, emb, searcher)
+        _write_run(config, tmp, params, emb, searcher, tower)
         info = _provenance(config, len(store), time.perf_counter() - start)
         with atomic_write(os.path.join(tmp, RELEASED_FILE)) as f:
             json.dump(info, f, indent=1)
@@ -166,11 +167,23 @@ def convert_released(config: ConfigDict, workdir: str, tokenizer) -> dict:
     return info
 
 
-def _write_run(config: ConfigDict, workdir: str, params: dict, emb: np.ndarray, searcher) -> None:
-    """config.json, the step-0 checkpoint and the frozen index (with its tower, for REALM)."""
+def _doc_tower(config: ConfigDict, params: dict) -> dict | None:
+    """The document tower that made the released embeddings, when known: REALM's embedder, or
+    for open-QA ``released.doc_tower`` (the pretrained embedder; corpus edits embed with it)."""
+    if config.stage == "realm":
+        return {"params": params["params"]["retriever"]["embedder"]}
+    r = config.released
+    if not r.get("doc_tower"):
+        return None
+    return {"params": _load(r.format, r.doc_tower, realm_config(config.model), "embedder")}
+
+
+def _write_run(
+    config: ConfigDict, workdir: str, params: dict, emb: np.ndarray, searcher, tower: dict | None
+) -> None:
+    """config.json, the step-0 checkpoint and the frozen index (with its document tower)."""
     index = IndexStore(os.path.join(workdir, INDEX_DIR), keep=config.index.keep)
-    if config.stage == "realm":  # the released embedder made these embeddings: its tower
-        tower = {"params": params["params"]["retriever"]["embedder"]}
+    if tower is not None:
         save_tower(index.root, 0, jax.tree.map(np.asarray, tower))
     index.publish(0, emb, searcher)
     save_config(config, workdir)

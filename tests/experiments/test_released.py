@@ -67,7 +67,7 @@ def release(tmp_path_factory):
     model = root / "orqa_nq_model_from_realm" / "export" / "best_default" / "checkpoint"
     _, values = write_artifact(str(model), "openqa", DIMS, seed=0)
     embedder = root / "cc_news_pretrained" / "embedder"
-    write_artifact(str(embedder), "embedder", DIMS, seed=1)
+    _, embedder_values = write_artifact(str(embedder), "embedder", DIMS, seed=1)
     write_artifact(str(root / "cc_news_pretrained" / "bert"), "encoder", DIMS, seed=2)
     block_emb = np.random.default_rng(3).normal(size=(len(chosen), 16)).astype(np.float32)
     write_block_emb(str(embedder), block_emb)
@@ -75,7 +75,8 @@ def release(tmp_path_factory):
         for q in questions:
             f.write(json.dumps({"question": q["question"], "answer": q["answers"]}) + "\n")
     titles = [p["title"] for p in chosen]
-    return dict(root=root, values=values, block_emb=block_emb, n=len(chosen), titles=titles)
+    return dict(root=root, values=values, block_emb=block_emb, n=len(chosen), titles=titles,
+                embedder_values=embedder_values)  # fmt: skip
 
 
 def test_released_nq_model_converts_and_evaluates(release, tmp_path):
@@ -111,6 +112,19 @@ def test_released_nq_model_converts_and_evaluates(release, tmp_path):
     assert len(rows) == NUM_QUESTIONS and all(len(r["evidence"]) == 5 for r in rows)
     store = BlockStore(config.data.blocks_dir)  # block i is record i: the rows of block_emb
     assert [store.title(i) for i in range(len(store))] == release["titles"]
+
+    # The pretrained embedder that made block_emb sits beside the index: corpus edits use it.
+    from realm_jax.cli import main
+    from realm_jax.index.towers import load_tower
+
+    tower = load_tower(os.path.join(workdir, "index"), 0)["params"]["bert"]["embeddings"]
+    np.testing.assert_array_equal(
+        tower["word_embeddings"]["embedding"],
+        release["embedder_values"]["module/module/module/bert/embeddings/word_embeddings"],
+    )
+    edit = tmp_path / "add.jsonl"
+    edit.write_text(json.dumps({"id": 40, "title": "New", "text": "A new block of text."}) + "\n")
+    assert main(["corpus", "add", "--workdir", workdir, str(edit)]) == 0
 
 
 def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
@@ -183,6 +197,7 @@ def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path):
     with config.unlocked():
         config.released.format, config.released.checkpoint = "hf", str(tmp_path / "hf")
         config.released.block_emb = None  # carried by the port's state dict
+        config.released.doc_tower = None  # not saved: edits would need `realm-jax index` first
         config.data.corpus, config.data.titles = records, None
     workdir = str(tmp_path / "hf_run")
     info = convert_released(config, workdir, _tokenizer())
