@@ -50,6 +50,7 @@ class Serving:
     """What answering reads: the corpus view, its searcher and rows, and the query tower spec."""
 
     view: CorpusView
+    dead: np.ndarray  # int64 ids of the dead blocks, as the version stores them
     searcher: DeltaSearcher
     block_emb: StackedRows
     version: int
@@ -68,32 +69,41 @@ def latest_version(workdir: str) -> int | None:
         return None
 
 
-def _initial_meta(workdir: str, base_rows: int) -> dict:
-    """Version 0, implicit: the run's own index step 0 over its block store, nothing edited."""
-    return {"version": 0, "index": {"dir": TRAIN_INDEX, "step": 0, "rows": base_rows},
-            "deltas": [], "docs": {}}  # fmt: skip
-
-
-def read_version(workdir: str, base_rows: int) -> tuple[dict, np.ndarray, np.ndarray]:
-    """(meta, dead ids, extra embeddings) of the newest version (version 0 if none)."""
+def _current(workdir: str, config: ConfigDict) -> tuple[dict, np.ndarray, np.ndarray, CorpusView]:
+    """(meta, dead ids, extra embeddings or None, corpus view) of the newest version. Version 0
+    is implicit: the run's own index step 0 over its block store, nothing edited."""
     v = latest_version(workdir)
     if v is None:
-        return _initial_meta(workdir, base_rows), np.zeros(0, np.int64), None
-    d = os.path.join(_root(workdir), str(v))
-    with open(os.path.join(d, "meta.json"), encoding="utf-8") as f:
-        meta = json.load(f)
-    return meta, np.load(os.path.join(d, "dead.npy")), np.load(os.path.join(d, "extra_emb.npy"))
+        meta = {"version": 0, "index": {"dir": TRAIN_INDEX, "step": 0, "rows": None},
+                "deltas": [], "docs": {}}  # fmt: skip
+        dead, extra = np.zeros(0, np.int64), None
+    else:
+        d = os.path.join(_root(workdir), str(v))
+        with open(os.path.join(d, "meta.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+        dead, extra = (
+            np.load(os.path.join(d, "dead.npy")),
+            np.load(os.path.join(d, "extra_emb.npy")),
+        )
+    deltas = [os.path.join(_root(workdir), str(v), "blocks") for v in meta["deltas"]]
+    view = open_view(config.data.blocks_dir, deltas, dead)
+    if meta["index"]["rows"] is None:
+        meta["index"]["rows"] = len(view.base)
+    return meta, dead, extra, view
 
 
-def _delta_dirs(workdir: str, meta: dict) -> list[str]:
-    return [os.path.join(_root(workdir), str(v), "blocks") for v in meta["deltas"]]
+def _next_version(workdir: str) -> tuple[int, str]:
+    """The next version number and its fresh temporary directory."""
+    version = (latest_version(workdir) or 0) + 1
+    tmp = os.path.join(_root(workdir), f"{version}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    return version, tmp
 
 
 def load_serving(workdir: str, config: ConfigDict) -> Serving:
     """The corpus view and searcher of the newest version, checked against each other."""
-    base = BlockStore(config.data.blocks_dir)
-    meta, dead, extra = read_version(workdir, len(base))
-    view = open_view(config.data.blocks_dir, _delta_dirs(workdir, meta), dead)
+    meta, dead, extra, view = _current(workdir, config)
     index_dir = os.path.join(workdir, meta["index"]["dir"])
     loaded = IndexStore(index_dir).load(meta["index"]["step"])
     if loaded is None or loaded.step != meta["index"]["step"]:
@@ -106,7 +116,8 @@ def load_serving(workdir: str, config: ConfigDict) -> Serving:
             f"has {len(view)} blocks; rebuild it with `realm-jax index --workdir {workdir}`"
         )
     searcher = DeltaSearcher(loaded.searcher, extra, view.dead)
-    return Serving(view, searcher, StackedRows(loaded.block_emb, extra), meta["version"], meta)
+    stacked = StackedRows(loaded.block_emb, extra)
+    return Serving(view, dead, searcher, stacked, meta["version"], meta)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,9 +204,8 @@ def apply_edit(
     from realm_jax.train.model_setup import realm_config
 
     start = time.perf_counter()
-    base = BlockStore(config.data.blocks_dir)
-    meta, dead, extra = read_version(workdir, len(base))
     serving = load_serving(workdir, config)  # checks index and corpus agree before any change
+    meta, dead, base = serving.meta, serving.dead, serving.view.base
     live = _live_docs(config, base, meta)
     for r in records:
         exists = r["id"] in live
@@ -206,10 +216,7 @@ def apply_edit(
             raise JsonlError(source, r["line"], f"id {r['id']} is not in the corpus")
     removed = [row for r in records if op != "add" for row in live[r["id"]]]
     docs = dict(meta["docs"], **{r["id"]: [] for r in records if op != "add"})
-    version = (latest_version(workdir) or 0) + 1
-    tmp = os.path.join(_root(workdir), f"{version}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    version, tmp = _next_version(workdir)
     try:
         new_emb = np.zeros((0, serving.searcher.dim), np.float32)
         embed_seconds = 0.0
@@ -260,9 +267,7 @@ def reindex(workdir: str, config: ConfigDict, params: dict, progress: bool = Tru
     from realm_jax.train.model_setup import realm_config
 
     start = time.perf_counter()
-    base = BlockStore(config.data.blocks_dir)
-    meta, dead, _ = read_version(workdir, len(base))
-    view = open_view(config.data.blocks_dir, _delta_dirs(workdir, meta), dead)
+    meta, dead, _, view = _current(workdir, config)
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     tower = jax.device_get(embedder_params(params))
     emb = embed_blocks(spec, tower, view, config.index, view.max_len, progress)
@@ -270,10 +275,7 @@ def reindex(workdir: str, config: ConfigDict, params: dict, progress: bool = Tru
     step = (store.latest_step() or 0) + 1
     save_tower(store.root, step, tower)
     store.publish(step, emb, build_searcher(config.index.searcher, emb))
-    version = (latest_version(workdir) or 0) + 1
-    tmp = os.path.join(_root(workdir), f"{version}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    version, tmp = _next_version(workdir)
     index = {"dir": os.path.join(SERVING, "index"), "step": step, "rows": len(emb)}
     write_array(os.path.join(tmp, "extra_emb.npy"), np.zeros((0, emb.shape[1]), np.float32))
     write_array(os.path.join(tmp, "dead.npy"), np.asarray(dead, np.int64))
