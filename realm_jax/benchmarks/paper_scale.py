@@ -2,15 +2,20 @@
 
 Synthetic clustered embeddings (the mixture ``benchmarks.mips`` uses) are written chunk by chunk
 into a memory-mapped ``.npy`` (float32, or bfloat16 stored as its bits), never held whole in Python
-objects. Then: ScaNN build time and peak resident memory, recall@10 of a query sample against exact
-search (chunked matmul streamed over the memory map, ``index.searcher.numpy_top_k``), and batched
-queries/s. Peak RSS is read from the kernel (``ru_maxrss``), so it covers ScaNN's own copies.
+objects. Then, through the code paths the refresher uses:
+  - exact top-10 of a query sample, streamed (chunked matmul over plain file reads, so the
+    reference does not inflate the resident set it is measured beside);
+  - ``ScannSearcher.build`` over the memory map (trained on a sample, rows streamed in by chunks);
+  - batched ScaNN queries/s and recall@10 against the exact answers;
+  - ``IndexStore.publish`` + ``load`` of the result (checksums, shared rows), searched again.
+Peak RSS is the kernel's high-water mark (``VmHWM``: anonymous and file-backed pages, so ScaNN's
+own copies and the memory map's touched pages both count), read after each phase.
 """
 
 from __future__ import annotations
 
 import os
-import resource
+import shutil
 import time
 
 import numpy as np
@@ -18,70 +23,117 @@ import numpy as np
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
 from realm_jax.benchmarks.mips import clustered_vectors
 from realm_jax.index.scann_searcher import ScannSearcher
-from realm_jax.index.searcher import BFLOAT16, numpy_top_k, recall_at_k
+from realm_jax.index.searcher import BFLOAT16, numpy_top_k, tied_recall
+from realm_jax.index.store import IndexStore
 from realm_jax.progress import progress_bar
 
 PAPER_BLOCKS = 13_353_718
 
 
 def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    """The process's resident high-water mark so far (``VmHWM``), GiB."""
+    with open("/proc/self/status", encoding="utf-8") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    return kib / 2**20
+
+
+class FileRows:
+    """Rows of a 2-d ``.npy`` read with plain file reads (no mapping): ``rows[a:b]`` -> array."""
+
+    def __init__(self, path: str, dtype: np.dtype):
+        mm = np.load(path, mmap_mode="r")
+        self.shape, self.offset, self.stored = mm.shape, mm.offset, mm.dtype
+        self.dtype = dtype
+        self.path = path
+        del mm
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        row_bytes = self.shape[1] * self.stored.itemsize
+        count = (stop - start) * self.shape[1]
+        with open(self.path, "rb") as f:
+            out = np.fromfile(f, self.stored, count, offset=self.offset + start * row_bytes)
+        return out.view(self.dtype).reshape(stop - start, self.shape[1])
 
 
 def write_embeddings(path: str, n: int, centers: np.ndarray, noise: float, dtype, seed: int,
                      chunk: int = 1 << 20) -> np.ndarray:  # fmt: skip
-    """[n, dim] clustered rows written to ``path`` in chunks; returns the read-only memory map."""
+    """[n, dim] clustered rows appended to ``path`` (an .npy) chunk by chunk with plain writes;
+    returns the read-only memory map."""
     rng = np.random.default_rng(seed)
-    stored = np.uint16 if dtype == BFLOAT16 else dtype  # bfloat16 as its bits, as index/store.py
-    out = np.lib.format.open_memmap(path, "w+", stored, (n, centers.shape[1]))
-    with progress_bar(total=n, desc="write", unit="row") as bar:
+    stored = np.dtype(np.uint16 if dtype == BFLOAT16 else dtype)  # bfloat16 as its bits
+    header = {"descr": np.lib.format.dtype_to_descr(stored), "fortran_order": False,
+              "shape": (n, centers.shape[1])}  # fmt: skip
+    with open(path, "wb") as f, progress_bar(total=n, desc="write", unit="row") as bar:
+        np.lib.format.write_array_header_1_0(f, header)
         for start in range(0, n, chunk):
             rows = clustered_vectors(centers, min(chunk, n - start), noise, rng)
-            out[start : start + len(rows)] = rows.astype(dtype).view(stored)
+            rows.astype(dtype).view(stored).tofile(f)
             bar.update(len(rows))
-    out.flush()
-    del out
     return np.load(path, mmap_mode="r").view(dtype)
 
 
-def paper_scale_main(n: int, dim: int, dtype_name: str, num_queries: int, num_clusters: int,
-                     noise: float, workdir: str, k: int = 10) -> dict:  # fmt: skip
+def paper_scale_main(
+    n: int, dim: int, dtype_name: str, num_queries: int, num_clusters: int, noise: float,
+    workdir: str, k: int = 10, publish: bool = True,
+) -> dict:  # fmt: skip
     print(f"machine: {machine_info()}")
     dtype = BFLOAT16 if dtype_name == "bfloat16" else np.dtype(np.float32)
     os.makedirs(workdir, exist_ok=True)
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((num_clusters, dim), dtype=np.float32)
     queries = clustered_vectors(centers, num_queries, noise, rng)
-    t = time.perf_counter()
-    emb = write_embeddings(os.path.join(workdir, f"emb_{n}_{dtype_name}.npy"), n, centers, noise,
-                           dtype, seed=1)  # fmt: skip
-    write_s = time.perf_counter() - t
-    t = time.perf_counter()
-    _, true_ids = numpy_top_k(queries, emb, k, chunk_rows=1 << 18)
-    exact_s = time.perf_counter() - t
-    t = time.perf_counter()
-    searcher = ScannSearcher.build(emb, recall_queries=queries[:64])
-    build_s = time.perf_counter() - t
+    path = os.path.join(workdir, f"emb_{n}_{dtype_name}.npy")
+    rows, seconds, rss = [], {}, {}
+
+    def phase(name: str, fn):
+        t = time.perf_counter()
+        out = fn()
+        seconds[name], rss[name] = time.perf_counter() - t, peak_rss_gib()
+        return out
+
+    emb = phase("write", lambda: write_embeddings(path, n, centers, noise, dtype, seed=1))
+    true_s, _ = phase("exact", lambda: numpy_top_k(queries, FileRows(path, dtype), k))
+    searcher = phase("build", lambda: ScannSearcher.build(emb, recall_queries=queries[:64]))
     searcher.search(queries[:8], k)  # warm-up
-    t = time.perf_counter()
-    _, ids = searcher.search(queries, k)
-    search_s = time.perf_counter() - t
-    recall = recall_at_k(ids, true_ids)
+    found_s, _ = phase("search", lambda: searcher.search(queries, k))
+    recall = tied_recall(found_s, true_s)
+    rows += [
+        ["write embeddings (memory-mapped)", seconds["write"], "–", rss["write"]],
+        ["exact top-10, streamed matmul", seconds["exact"], num_queries / seconds["exact"],
+         rss["exact"]],
+        ["ScaNN build (sample, then rows streamed)", seconds["build"], "–", rss["build"]],
+        [f"ScaNN search ({num_queries} queries, batched)", seconds["search"],
+         num_queries / seconds["search"], rss["search"]],
+    ]  # fmt: skip
+    if publish:
+        store = IndexStore(os.path.join(workdir, "index"), keep=1)
+        phase("publish", lambda: store.publish(0, emb, searcher))
+        del searcher
+        loaded = phase("load", lambda: store.load())
+        same = np.array_equal(loaded.searcher.search(queries, k)[0], found_s)
+        rows += [
+            ["IndexStore.publish (write, sha256, fsync)", seconds["publish"], "–",
+             rss["publish"]],
+            [f"IndexStore.load (verify) + search; same scores: {same}", seconds["load"], "–",
+             rss["load"]],
+        ]  # fmt: skip
+        shutil.rmtree(store.root)
     record = {
         "benchmark": "paper_scale", "n": n, "dim": dim, "dtype": dtype_name,
-        "build_s": round(build_s, 1), "peak_rss_gib": round(peak_rss_gib(), 2),
-        "recall_at_10": round(recall, 4), "qps": round(num_queries / search_s, 1),
-        "exact_qps": round(num_queries / exact_s, 2), "write_s": round(write_s, 1),
-        "num_leaves": searcher.params.num_leaves,
-        "leaves_searched": searcher.params.leaves_to_search,
+        "build_s": round(seconds["build"], 1), "peak_rss_gib": round(peak_rss_gib(), 2),
+        "recall_at_10": round(recall, 4), "qps": round(num_queries / seconds["search"], 1),
+        "exact_qps": round(num_queries / seconds["exact"], 2),
+        "write_s": round(seconds["write"], 1),
+        "num_leaves": loaded.searcher.params.num_leaves if publish else None,
+        "build_recall_at_10": round(
+            (loaded.searcher if publish else searcher).recall["recall_at_10"], 4),
+        "rss_after_gib": {name: round(v, 2) for name, v in rss.items()},
     }  # fmt: skip
-    rows = [
-        ["write embeddings (memory-mapped)", write_s, None],
-        ["exact top-10, streamed matmul", exact_s, num_queries / exact_s],
-        ["ScaNN build", build_s, None],
-        [f"ScaNN search ({num_queries} queries, batched)", search_s, num_queries / search_s],
-    ]
-    print(format_table(["phase", "seconds", "queries/s"], rows))
+    print(format_table(["phase", "seconds", "queries/s", "peak RSS GiB"], rows))
     print(f"recall@10 {recall:.4f}; peak RSS {record['peak_rss_gib']} GiB")
     print(json_line(record))
     return record

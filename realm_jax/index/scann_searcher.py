@@ -2,16 +2,25 @@
 
 Parameters scale with the corpus (``scann_params``): about sqrt(N) tree leaves, a fixed fraction
 of them searched, anisotropic AH with 2 dimensions per 4-bit block, then the best ``reorder``
-candidates rescored in float32 inside ScaNN. Below ``BRUTE_FORCE_BELOW`` blocks the tree would be
-a handful of tiny leaves, so ScaNN's own float32 brute force is used instead (exact, and still the
-same searcher files).
+candidates rescored inside ScaNN against its copy of the rows in the stored dtype (float32, or
+bfloat16 for bfloat16 storage). Below ``BRUTE_FORCE_BELOW`` blocks the tree would be a handful of
+tiny leaves, so ScaNN's own float32 brute force is used instead (exact, and still the same
+searcher files).
 
-Exact rescoring: ScaNN's float32 reorder (or brute force) scores the returned ids on a float32
-copy of the stored rows (bfloat16 rows upcast), so its scores are already exact inner products of
-what the index store holds and are returned as they are. A configuration without that reorder
-(``reorder=0``) gets AH estimates, so the ids are rescored here against the stored rows instead.
-Rescoring here when ScaNN already has costs ~1 us a query in cache misses (measured at 1M blocks:
-4% of ScaNN's own time), for the same numbers.
+Building at 13M blocks: ScaNN's numpy builder copies whatever float32 array it is given, so
+handing it all rows means two float32 copies (2 x 6.8 GB at 13.35M x 128). Instead the tree and
+the AH codebook are trained on a seeded random sample of rows (the sample ScaNN would draw
+anyway), and then every row is streamed in with ``upsert`` in chunks of ``UPSERT_ROWS``: row i
+lands at ScaNN's datapoint i (the sample's slots are overwritten in place by rows 0..S-1), so ids
+need no mapping. Memory is then ScaNN's own compact copies (AH codes, and the reorder rows in the
+stored dtype) plus one float32 chunk.
+
+Exact rescoring: ScaNN's reorder (or brute force) accumulates inner products in float32 over the
+stored rows (bfloat16 rows upcast), so its scores are exact inner products of what the index store
+holds (to float32 summation order, ~1e-6 relative) and are returned as they are. A configuration
+without that reorder (``reorder=0``) gets AH estimates, so the ids are rescored here against the
+stored rows instead. Rescoring here when ScaNN already has costs ~1 us a query in cache misses
+(measured at 1M blocks: 4% of ScaNN's own time), for the same numbers.
 """
 
 from __future__ import annotations
@@ -24,12 +33,22 @@ import sys
 
 import numpy as np
 
-from realm_jax.index.searcher import check_query, numpy_top_k, rescore, tied_recall
+from realm_jax.index.searcher import (
+    BFLOAT16,
+    check_query,
+    numpy_top_k,
+    release_pages,
+    rescore,
+    tied_recall,
+)
+from realm_jax.progress import progress_bar
 
+UPSERT_ROWS = 1 << 17  # rows converted to float32 and handed to ScaNN at a time (64 MB)
+UPSERT_BATCH = 1024
 BRUTE_FORCE_BELOW = 8192  # 8192 x 128 float32 scores in ~1 ms per query: nothing to approximate
 LEAVES_SEARCHED = 0.05  # fraction of leaves a query visits (1M blocks: 50 of 1000)
 PARAMS_FILE = "scann_params.json"
-_DATASET_ASSET = 'asset_path: "dataset.npy"'
+_DATASET_ASSETS = ("dataset.npy", "bfloat16_dataset.npy")  # float32 / bfloat16 reorder rows
 
 
 def import_scann():
@@ -56,13 +75,16 @@ class ScannParams:
     dims_per_block: int = 2
     anisotropic_threshold: float = 0.2
     reorder: int = 100
+    reorder_dtype: str = "float32"  # ScaNN's copy of the rows for reordering: the stored dtype
 
     @property
     def brute_force(self) -> bool:
         return self.num_leaves == 0
 
 
-def scann_params(num_blocks: int, leaves_searched: float = LEAVES_SEARCHED) -> ScannParams:
+def scann_params(
+    num_blocks: int, leaves_searched: float = LEAVES_SEARCHED, reorder_dtype: str = "float32"
+) -> ScannParams:
     """ScaNN parameters for a corpus of ``num_blocks``: ~sqrt(N) leaves, 5% of them searched."""
     if num_blocks < BRUTE_FORCE_BELOW:
         return ScannParams(num_leaves=0, leaves_to_search=0, training_sample_size=0, reorder=0)
@@ -72,6 +94,7 @@ def scann_params(num_blocks: int, leaves_searched: float = LEAVES_SEARCHED) -> S
         leaves_to_search=min(leaves, max(10, math.ceil(leaves * leaves_searched))),
         # k-means on ~100 points a leaf is plenty and keeps the build fast at 13M blocks.
         training_sample_size=min(num_blocks, max(50_000, 100 * leaves)),
+        reorder_dtype=reorder_dtype,
     )
 
 
@@ -103,26 +126,11 @@ class ScannSearcher:
         leaving itself out (the refresher has no questions at build time; on clustered data this
         tracks the recall of fresh queries from the same distribution within ~0.01).
         """
-        scann = import_scann()
         if block_emb.ndim != 2 or len(block_emb) == 0:
             raise ValueError(f"block_emb has shape {block_emb.shape}; expected [N > 0, D]")
-        params = params or scann_params(len(block_emb))
-        db = np.ascontiguousarray(block_emb, np.float32)  # ScaNN scores float32 rows
-        builder = scann.scann_ops_pybind.builder(db, recall_k, "dot_product")
-        if params.brute_force:
-            builder = builder.score_brute_force()
-        else:
-            builder = builder.tree(
-                num_leaves=params.num_leaves,
-                num_leaves_to_search=params.leaves_to_search,
-                training_sample_size=params.training_sample_size,
-            ).score_ah(
-                params.dims_per_block,
-                anisotropic_quantization_threshold=params.anisotropic_threshold,
-            )
-            if params.reorder > 0:
-                builder = builder.reorder(params.reorder)
-        searcher = cls(builder.build(), block_emb, params)
+        stored = "bfloat16" if block_emb.dtype == BFLOAT16 else "float32"
+        params = params or scann_params(len(block_emb), reorder_dtype=stored)
+        searcher = cls(_build_scann(block_emb, params, recall_k, seed), block_emb, params)
         k = min(recall_k, len(block_emb) - 1)
         if recall_queries is not None:
             searcher.measure_recall(recall_queries, k)
@@ -132,6 +140,7 @@ class ScannSearcher:
                 rng.choice(len(block_emb), min(num_recall_queries, len(block_emb)), False)
             )
             searcher.measure_recall(np.asarray(block_emb[rows], np.float32), k, exclude=rows)
+        release_pages(block_emb)  # the recall reference scanned every row
         return searcher
 
     def measure_recall(
@@ -184,9 +193,9 @@ class ScannSearcher:
     def save(self, directory: str, shared_dataset: str | None = None) -> None:
         """ScaNN's assets and our parameters into ``directory``.
 
-        ``shared_dataset``: a float32 .npy path relative to ``directory`` holding the same rows as
-        ScaNN's ``dataset.npy`` (the index store's embeddings); ScaNN then reads it instead of a
-        second copy (13M x 128 float32 is 6.8 GB).
+        ``shared_dataset``: an .npy path relative to ``directory`` holding the same rows as
+        ScaNN's own copy (the index store's embeddings, float32 or bfloat16 bits); ScaNN then reads
+        it instead of a second copy (13.35M x 128 is 6.8 GB in float32, 3.4 GB in bfloat16).
         """
         os.makedirs(directory, exist_ok=True)
         self.scann.serialize(directory, relative_path=True)
@@ -211,24 +220,78 @@ class ScannSearcher:
         return searcher
 
 
+def _build_scann(block_emb: np.ndarray, params: ScannParams, k: int, seed: int):
+    """The raw ScaNN searcher over block_emb [N, D], trained on a sample and streamed in by
+    chunks (module docstring); small corpora (the sample is every row) are built directly."""
+    scann = import_scann()
+    from scann.scann_ops.py.scann_builder import ReorderType
+
+    n = len(block_emb)
+    sample_size = n if params.brute_force else min(n, params.training_sample_size)
+    if sample_size == n:
+        sample = np.arange(n)
+    else:
+        sample = np.sort(np.random.default_rng(seed).choice(n, sample_size, replace=False))
+    builder = scann.scann_ops_pybind.builder(_float32(block_emb, sample), k, "dot_product")
+    if params.brute_force:
+        builder = builder.score_brute_force()
+    else:
+        builder = builder.tree(
+            num_leaves=params.num_leaves,
+            num_leaves_to_search=params.leaves_to_search,
+            training_sample_size=sample_size,
+        ).score_ah(
+            params.dims_per_block,
+            anisotropic_quantization_threshold=params.anisotropic_threshold,
+        )
+        if params.reorder > 0:
+            quantize = {"float32": ReorderType.FLOAT32, "bfloat16": ReorderType.BFLOAT16}
+            builder = builder.reorder(params.reorder, quantize=quantize[params.reorder_dtype])
+    searcher = builder.build()
+    if sample_size == n:
+        return searcher
+    searcher.reserve(n)
+    with progress_bar(total=n, desc="scann", unit="row") as bar:
+        for start in range(0, n, UPSERT_ROWS):
+            stop = min(n, start + UPSERT_ROWS)
+            # Datapoint i < sample_size holds a sample row: overwrite it with row i; append others.
+            slots = [i if i < sample_size else None for i in range(start, stop)]
+            searcher.searcher.upsert(slots, _float32(block_emb, slice(start, stop)), UPSERT_BATCH)
+            release_pages(block_emb)
+            bar.update(stop - start)
+    if searcher.size() != n:
+        raise RuntimeError(f"ScaNN holds {searcher.size()} datapoints after streaming {n} rows")
+    return searcher
+
+
+def _float32(block_emb: np.ndarray, rows) -> np.ndarray:
+    return np.ascontiguousarray(block_emb[rows], np.float32)
+
+
 def _share_dataset(directory: str, shared: str) -> None:
-    """Points ScaNN's DATASET_NPY asset at ``shared`` after checking it holds the same rows."""
-    own_path = os.path.join(directory, "dataset.npy")
+    """Points ScaNN's reorder-rows asset at ``shared`` after checking it holds the same rows.
+
+    ScaNN keeps float32 rows as ``dataset.npy`` and bfloat16 rows as int16 bits in
+    ``bfloat16_dataset.npy``; our store keeps bfloat16 as uint16 bits, which ScaNN reads alike.
+    A configuration whose copy differs in kind (float32 brute force over bfloat16 rows) keeps its
+    own.
+    """
     assets_path = os.path.join(directory, "scann_assets.pbtxt")
     with open(assets_path, encoding="utf-8") as f:
         assets = f.read()
-    if not os.path.exists(own_path) or _DATASET_ASSET not in assets:
-        return  # this configuration keeps no float32 copy
+    name = next((a for a in _DATASET_ASSETS if f'asset_path: "{a}"' in assets), None)
+    own_path = os.path.join(directory, name or "")
+    if name is None or not os.path.isfile(own_path):
+        return  # this configuration keeps no copy of the rows
     own = np.load(own_path, mmap_mode="r")
     other = np.load(os.path.join(directory, shared), mmap_mode="r")
+    if own.shape != other.shape or own.dtype.itemsize != other.dtype.itemsize:
+        return
+    bits = np.float32 if own.dtype.itemsize == 4 else np.uint16
     rows = np.linspace(0, len(own) - 1, min(len(own), 1000)).astype(np.int64)
-    if (
-        own.shape != other.shape
-        or own.dtype != other.dtype
-        or not np.array_equal(own[rows], other[rows])
-    ):
+    if not np.array_equal(own[rows].view(bits), other[rows].view(bits)):
         raise ValueError(f"{shared}: not the rows ScaNN indexed; cannot share its dataset")
     with open(assets_path, "w", encoding="utf-8") as f:
-        f.write(assets.replace(_DATASET_ASSET, f'asset_path: "{shared}"'))
+        f.write(assets.replace(f'asset_path: "{name}"', f'asset_path: "{shared}"'))
     del own
     os.remove(own_path)

@@ -6,6 +6,7 @@ best first, by inner product against the block embeddings ``block_emb [N, D]`` i
 
 from __future__ import annotations
 
+import mmap
 from typing import Protocol, runtime_checkable
 
 import ml_dtypes
@@ -29,8 +30,19 @@ class Searcher(Protocol):
 
     def save(self, directory: str, shared_dataset: str | None = None) -> None:
         """Writes the searcher's own files into ``directory``; ``shared_dataset`` is a path,
-        relative to it, of a float32 .npy of the same embeddings the searcher may read instead."""
+        relative to it, of an .npy of the same embeddings the searcher may read instead."""
         ...
+
+
+def release_pages(block_emb: np.ndarray) -> None:
+    """Drops a memory-mapped array's pages from this process's resident set (the kernel keeps them
+    in its page cache; the next read maps them back). A no-op for arrays in memory.
+
+    Streaming 13M rows through ScaNN would otherwise leave the whole 3.4 GB file resident beside
+    ScaNN's own copy."""
+    mapped = getattr(block_emb, "_mmap", None)  # np.memmap and its views keep their mmap here
+    if isinstance(mapped, mmap.mmap) and not mapped.closed:
+        mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def emb_dtype(name: str) -> np.dtype:
@@ -63,6 +75,7 @@ def numpy_top_k(
     best_i = np.zeros((len(q), 0), np.int64)
     for start in range(0, len(block_emb), chunk_rows):
         chunk = np.asarray(block_emb[start : start + chunk_rows], np.float32)
+        release_pages(block_emb)  # a memory-mapped corpus streams through, not into, memory
         s = q @ chunk.T  # [Q, chunk]
         kk = min(k, s.shape[1])
         top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
