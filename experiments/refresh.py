@@ -6,15 +6,22 @@ this is, or any loop saving with ``train.checkpoint.Checkpoints``) until it writ
   .venv/bin/python experiments/refresh.py --checkpoint_dir=/tmp/run/ckpt \
       --index_dir=/tmp/run/index --blocks=/tmp/blocks   # a data.blocks store (or an .npz)
 
-Prints one ``phase <name> <step>`` line per phase (restore, embed, build, publish:<part>,
-published, done) on stdout; logs go to stderr.
+Prints one ``phase <name> <step>`` line per phase (restore, embed, embed:shard per finished
+shard, build, publish:<part>, published, done) on stdout; logs go to stderr.
+
+The corpus is embedded in shards of ``--shard_rows`` blocks under ``<index_dir>/.embed-<step>/``;
+killed and started again, the refresher resumes that pass from its finished shards (the result is
+bit-identical to an uninterrupted pass). Under ``jax.distributed`` (one refresher process per
+host) the shards are split across processes and process 0 merges and publishes.
 """
 
 from __future__ import annotations
 
 from absl import app, flags
 
+from realm_jax.index.embed_pass import SHARD_ROWS
 from realm_jax.index.refresher import RefreshConfig, Refresher
+from realm_jax.train import distributed
 
 flags.DEFINE_string(
     "checkpoint_dir", None, "The trainer's orbax checkpoint directory.", required=True
@@ -28,16 +35,22 @@ flags.DEFINE_integer("max_len", 288, "Block length the document tower sees.")
 flags.DEFINE_integer("keep", 3, "Published indexes kept.")
 flags.DEFINE_float("poll_seconds", 1.0, "Seconds between checkpoint polls.")
 flags.DEFINE_bool("progress", True, "Progress bar while embedding (only on a terminal).")
+distributed.define_flags()
+flags.DEFINE_integer("shard_rows", SHARD_ROWS, "Blocks per embedding shard (the unit of resuming).")
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
+    distributed.initialize_from_flags()
     config = RefreshConfig(
         f.checkpoint_dir, f.index_dir, f.blocks, f.searcher, f.emb_dtype, f.batch_size,
-        f.max_len, f.keep, f.poll_seconds, f.progress,
+        f.max_len, f.keep, f.poll_seconds, f.progress, f.shard_rows,
     )  # fmt: skip
-    on_phase = lambda phase, step: print(f"phase {phase} {step}", flush=True)
+    import jax
+
+    me = jax.process_index()
+    on_phase = lambda phase, step: me == 0 and print(f"phase {phase} {step}", flush=True)
     Refresher(config, on_phase=on_phase).run()
 
 

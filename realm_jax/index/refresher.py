@@ -5,7 +5,13 @@ only the document tower, embeds the whole corpus, builds the searcher and publis
 (``IndexStore.publish``), and repeats until the trainer's DONE marker (after indexing the last
 step). A separate process in the real set-up (``experiments/refresh.py`` or ``start_refresher(...,
 "process")``); a background thread for small runs. Killed at any point, it leaves the published
-indexes intact, and a restarted refresher clears the leftovers and carries on.
+indexes intact, and a restarted refresher clears the leftovers and carries on; a half-done
+embedding pass (``<index_dir>/.embed-<step>/``, ``index.embed_pass``) is resumed, not restarted.
+
+Across hosts (``jax.distributed``): every process runs the refresher; process 0 decides which step
+to index and broadcasts it, each process embeds its share of the shards on its local devices, and
+process 0 merges them, builds the searcher and publishes (a shared filesystem is assumed, as for
+orbax checkpoints).
 """
 
 from __future__ import annotations
@@ -18,16 +24,27 @@ import threading
 import time
 from collections.abc import Callable
 
+import jax
 import numpy as np
 
 from realm_jax.index.embed import ArrayBlocks, BlockSource, CorpusEmbedder
+from realm_jax.index.embed_pass import (
+    MERGED,
+    SHARD_ROWS,
+    clear_passes,
+    embed_pass,
+    pass_dir,
+    passes,
+    sync,
+)
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore
 from realm_jax.index.towers import prune_towers, save_tower
 from realm_jax.train.checkpoint import Checkpoints, is_done, read_embedder_spec
 
 log = logging.getLogger(__name__)
-# (phase, step): "restore", "embed", "build", "publish:<part>", "published", "idle", "done".
+# (phase, step): "restore", "embed", "embed:shard", "build", "publish:<part>", "published",
+# "done".
 PhaseFn = Callable[[str, int], None]
 
 
@@ -45,6 +62,7 @@ class RefreshConfig:
     keep: int = 3  # published indexes kept
     poll_seconds: float = 1.0
     progress: bool = True
+    shard_rows: int = SHARD_ROWS  # blocks per embedding shard (the unit of resuming)
 
 
 def load_blocks(path: str) -> BlockSource:
@@ -93,9 +111,11 @@ class Refresher:
         self._embed = embed  # else built at the first refresh (the spec comes with checkpoints)
         self.timings: list[dict] = []  # seconds per phase, one record per refresh
 
-    def refresh(self, step: int) -> dict:
-        """Indexes checkpoint ``step`` and publishes it; returns the index meta."""
+    def refresh(self, step: int) -> dict | None:
+        """Indexes checkpoint ``step`` and publishes it; returns the index meta (process 0; the
+        other processes embed their shards and return None)."""
         c, marks = self.config, {}
+        primary = jax.process_index() == 0
 
         def phase(name: str) -> None:
             marks[name] = time.perf_counter()
@@ -106,23 +126,28 @@ class Refresher:
         if self._embed is None:
             self._embed = CorpusEmbedder(read_embedder_spec(c.checkpoint_dir).module())
         phase("embed")
-        block_emb = self._embed(
-            params,
-            self.blocks,
-            c.batch_size,
-            c.max_len,
-            emb_dtype(c.emb_dtype),
-            progress=c.progress,
-        )
+        workdir = pass_dir(self.store.root, step)
+        block_emb = embed_pass(
+            self._embed, params, self.blocks, workdir, f"step {step}",
+            batch_size=c.batch_size, max_len=c.max_len, dtype=emb_dtype(c.emb_dtype),
+            shard_rows=c.shard_rows, progress=c.progress and primary,
+            on_shard=lambda k: self.on_phase("embed:shard", step),
+        )  # fmt: skip
+        if not primary:
+            sync(f"refresh:published:{step}")
+            return None
         phase("build")
         searcher = build_searcher(c.searcher, block_emb)
         phase("publish")
         save_tower(self.store.root, step, params)  # queries of this index are embedded with it
         meta = self.store.publish(
-            step, block_emb, searcher, on_phase=lambda part: self.on_phase(part, step)
-        )
+            step, block_emb, searcher, on_phase=lambda part: self.on_phase(part, step),
+            embeddings_file=os.path.join(workdir, MERGED),
+        )  # fmt: skip
+        clear_passes(self.store.root, upto=step)
         prune_towers(self.store)
         phase("published")
+        sync(f"refresh:published:{step}")
         names = list(marks)
         timing = {a: marks[b] - marks[a] for a, b in zip(names[:-1], names[1:], strict=True)}
         self.timings.append(
@@ -131,29 +156,52 @@ class Refresher:
         log.info("published index %d: recall %s, seconds %s", step, meta["recall"], timing)
         return meta
 
+    def next_step(self) -> tuple[int | None, bool]:
+        """(the step to index now or None, whether the trainer is DONE), agreed by all processes.
+
+        The newest checkpoint newer than the published index; but a pass begun for an older,
+        still restorable, step is finished first (its shards are work already done).
+        """
+        step, done = -1, False
+        if jax.process_index() == 0:
+            done = is_done(self.config.checkpoint_dir)  # read first: no later step is missed
+            newest = self.checkpoints.latest_step()
+            current = self.store.latest_step()
+            current = -1 if current is None else current
+            if newest is not None and newest > current:
+                restorable = set(self.checkpoints.all_steps())
+                begun = [s for s in passes(self.store.root) if s > current and s in restorable]
+                step = max(begun) if begun else newest
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            step, done = (int(v) for v in multihost_utils.broadcast_one_to_all(
+                np.array([step, done], np.int64)))  # fmt: skip
+        return (None if step < 0 else step), bool(done)
+
     def run(self, stop: threading.Event | None = None, max_failures: int = 5) -> list[int]:
         """Refreshes until DONE (or ``stop``); returns the steps published by this run."""
         stop = stop or threading.Event()
-        self.store.recover()  # a killed predecessor's leftovers
+        if jax.process_index() == 0:
+            self.store.recover()  # a killed predecessor's leftovers
         published, failures = [], 0
         while not stop.is_set():
             try:
-                done = is_done(self.config.checkpoint_dir)  # read first: no later step is missed
-                newest = self.checkpoints.latest_step()
-                current = self.store.latest_step()
-                if newest is not None and (current is None or newest > current):
-                    self.refresh(newest)
-                    published.append(newest)
+                step, done = self.next_step()
+                if step is not None:
+                    self.refresh(step)
+                    published.append(step)
                     failures = 0
                     continue
             except Exception:  # e.g. the trainer pruned a step while we listed or restored it
                 failures += 1
                 log.exception("refresh poll failed (%d in a row)", failures)
-                if failures >= max_failures:
-                    raise
+                if failures >= max_failures or jax.process_count() > 1:
+                    raise  # across processes a retry could fall out of step with the others
                 stop.wait(self.config.poll_seconds)
                 continue
             if done:
+                current = self.store.latest_step()
                 self.on_phase("done", current if current is not None else -1)
                 break
             stop.wait(self.config.poll_seconds)

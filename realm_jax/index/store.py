@@ -90,8 +90,13 @@ class IndexStore:
         searcher: Searcher,
         extra: dict | None = None,
         on_phase: PhaseFn | None = None,
+        embeddings_file: str | None = None,
     ) -> dict:
-        """Writes block_emb [N, D] and ``searcher`` as index ``step``; returns its meta."""
+        """Writes block_emb [N, D] and ``searcher`` as index ``step``; returns its meta.
+
+        ``embeddings_file``: an .npy in the store's format already holding block_emb (an embedding
+        pass's output, on the same filesystem); it is moved in instead of written again.
+        """
         phase = on_phase or (lambda name: None)
         latest = self.latest_step()
         if latest is not None and step < latest:
@@ -102,11 +107,17 @@ class IndexStore:
         os.makedirs(os.path.join(tmp, SEARCHER_DIR))
         phase("publish:embeddings")
         dtype = np.dtype(block_emb.dtype)
-        with open(os.path.join(tmp, EMBEDDINGS), "wb") as f:
-            np.save(f, block_emb.view(np.uint16) if dtype == BFLOAT16 else block_emb)
+        if embeddings_file is not None:
+            on_disk = np.load(embeddings_file, mmap_mode="r")
+            if on_disk.shape != block_emb.shape or on_disk.dtype.itemsize != dtype.itemsize:
+                raise ValueError(f"{embeddings_file}: {on_disk.shape} is not block_emb's shape")
+            del on_disk
+            os.replace(embeddings_file, os.path.join(tmp, EMBEDDINGS))
+        else:
+            with open(os.path.join(tmp, EMBEDDINGS), "wb") as f:
+                np.save(f, block_emb.view(np.uint16) if dtype == BFLOAT16 else block_emb)
         phase("publish:searcher")
-        shared = f"../{EMBEDDINGS}" if dtype == np.float32 else None
-        searcher.save(os.path.join(tmp, SEARCHER_DIR), shared_dataset=shared)
+        searcher.save(os.path.join(tmp, SEARCHER_DIR), shared_dataset=f"../{EMBEDDINGS}")
         phase("publish:checksum")
         meta = {
             "format_version": FORMAT_VERSION,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 
 import jax
@@ -23,6 +24,7 @@ from ml_collections import ConfigDict
 
 from realm_jax.data.blocks import BlockStore
 from realm_jax.index.embed import CorpusEmbedder
+from realm_jax.index.embed_pass import MERGED, clear_passes, embed_pass, pass_dir, sync
 from realm_jax.index.refresher import RefreshConfig, build_searcher, start_refresher
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore, LoadedIndex
@@ -64,24 +66,42 @@ def query_tower(params: dict) -> dict:
 _EMBEDDERS: dict[EmbedderSpec, CorpusEmbedder] = {}
 
 
+def _embedder(spec: EmbedderSpec) -> CorpusEmbedder:
+    if spec not in _EMBEDDERS:  # one per tower shape, so its pmapped shapes compile once
+        _EMBEDDERS[spec] = CorpusEmbedder(spec.module())
+    return _EMBEDDERS[spec]
+
+
 def embed_blocks(
     spec: EmbedderSpec, tower: dict, store: BlockStore, index: ConfigDict, max_len: int, progress
 ) -> np.ndarray:
-    """Embed_doc of every block -> [N, D] in ``index.emb_dtype``."""
-    if spec not in _EMBEDDERS:  # one per tower shape, so its pmapped shapes compile once
-        _EMBEDDERS[spec] = CorpusEmbedder(spec.module())
-    return _EMBEDDERS[spec](
+    """Embed_doc of every block -> [N, D] in ``index.emb_dtype``, in memory (corpus edits)."""
+    return _embedder(spec)(
         tower, store, index.emb_batch_size, max_len, emb_dtype(index.emb_dtype), progress=progress
     )
 
 
+def embed_corpus_pass(
+    spec: EmbedderSpec, tower: dict, store: BlockStore, index: ConfigDict, max_len: int,
+    workdir: str, tag: str, progress: bool,
+) -> np.ndarray | None:  # fmt: skip
+    """Embed_doc of every block -> [N, D] in ``index.emb_dtype``, memory-mapped from
+    ``workdir/embeddings.npy`` on process 0 (None elsewhere): a sharded, resumable pass split
+    across processes (``index.embed_pass``)."""
+    return embed_pass(
+        _embedder(spec), tower, store, workdir, tag, batch_size=index.emb_batch_size,
+        max_len=max_len, dtype=emb_dtype(index.emb_dtype), progress=progress,
+    )  # fmt: skip
+
+
 def publish(
-    store: IndexStore, step: int, block_emb: np.ndarray, tower: dict, index: ConfigDict
-) -> Snapshot:
+    store: IndexStore, step: int, block_emb: np.ndarray, tower: dict, index: ConfigDict,
+    embeddings_file: str | None = None,
+) -> Snapshot:  # fmt: skip
     """Builds the searcher over block_emb, saves the tower, publishes ``step``; its snapshot."""
     searcher = build_searcher(index.searcher, block_emb)
     save_tower(store.root, step, tower)
-    store.publish(step, block_emb, searcher)
+    store.publish(step, block_emb, searcher, embeddings_file=embeddings_file)
     prune_towers(store)
     loaded = store.load(step)
     return Snapshot(step, loaded.searcher, loaded.block_emb, jax.device_put(tower))
@@ -118,10 +138,19 @@ class SyncIndex:
         """Embeds the corpus with the document tower in ``params`` and publishes it as ``step``."""
         start = time.perf_counter()
         tower = jax.device_get(embedder_params(params))
-        emb = embed_blocks(self.spec, tower, self.blocks, self.index, self.max_len, self.progress)
-        self.snapshot = publish(self.store, step, emb, tower, self.index)
+        workdir = pass_dir(self.store.root, step)
+        primary = jax.process_index() == 0
+        emb = embed_corpus_pass(self.spec, tower, self.blocks, self.index, self.max_len,
+                                workdir, f"step {step}", self.progress and primary)  # fmt: skip
+        if primary:
+            merged = os.path.join(workdir, MERGED)
+            self.snapshot = publish(self.store, step, emb, tower, self.index, merged)
+            clear_passes(self.store.root, upto=step)
+        sync(f"sync_index:published:{step}")
+        if not primary:  # every host retrieves: each loads what process 0 published
+            self.snapshot = load_snapshot(self.store, step, exact=True)
         seconds = time.perf_counter() - start
-        log.info("index %d published (%d blocks, %.1f s)", step, len(emb), seconds)
+        log.info("index %d published (%d blocks, %.1f s)", step, len(self.blocks), seconds)
         return self.snapshot
 
     def start(self, step: int, params: dict, seed: Snapshot | None = None) -> Snapshot:
@@ -169,7 +198,8 @@ class AsyncIndex(SyncIndex):
             self.checkpoint_dir, self.store.root, self.blocks.directory, c.searcher,
             c.emb_dtype, c.emb_batch_size, self.max_len, c.keep, c.poll_seconds, progress=False,
         )  # fmt: skip
-        self.refresher = start_refresher(config, c.refresher, self.blocks)
+        if jax.process_index() == 0:  # one refresher per job (or run experiments/refresh.py)
+            self.refresher = start_refresher(config, c.refresher, self.blocks)
         self.watcher = IndexWatcher(self.store, c.poll_seconds, c.min_index_age).start()
         self.watcher.wait_for_first(timeout=600.0)
         return self.current(step, params)
@@ -202,6 +232,7 @@ class AsyncIndex(SyncIndex):
         """Waits for the refresher to index the final checkpoint (the loop marks DONE first)."""
         if self.refresher is not None:
             self.refresher.join()
+        sync("async_index:finished")  # every process waits for process 0's refresher
         final = self.store.load()
         if final is not None and final.step != self.snapshot.step:  # the final eval uses it
             self.snapshot = self._snapshot(final)

@@ -63,7 +63,14 @@ def run_stage(
     (the last checkpoint stays; the same command resumes).
     """
     quiet_logs()
+    primary = True
     try:
+        import jax
+
+        from realm_jax.train.distributed import primary_only_logs
+
+        primary_only_logs()
+        primary = jax.process_index() == 0
         if dry_run:
             print(json.dumps(describe(config)))
             return 0
@@ -76,7 +83,8 @@ def run_stage(
     except KeyboardInterrupt:
         print(f"interrupted: {workdir} keeps its last checkpoint; rerun to resume", file=sys.stderr)
         return 130
-    print(json.dumps({k: float(v) for k, v in metrics.items()}))
+    if primary:  # the other processes' metrics are the same numbers
+        print(json.dumps({k: float(v) for k, v in metrics.items()}))
     return 0
 
 
@@ -88,13 +96,22 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
     config = config_flags.DEFINE_config_file("config", None, f"A stage config file ({stage}).")
     workdir = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and indexes go here.")
     dry_run = flags.DEFINE_bool("dry_run", False, "Only build the model; print parameter counts.")
+    from realm_jax.train import distributed
+
+    distributed.define_flags()
     flags.mark_flags_as_required(["config"])
-    for name in ("config", "workdir", "dry_run"):  # listed by the script's --help, not --helpfull
+    for name in (
+        "config",
+        "workdir",
+        "dry_run",
+        "distributed",
+    ):  # listed by the script's --help, not --helpfull
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        distributed.initialize_from_flags()
         sys.exit(run_stage(train, config.value, workdir.value, dry_run.value))
 
     app.run(main)

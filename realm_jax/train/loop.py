@@ -67,6 +67,8 @@ def save_config(config: ConfigDict, workdir: str) -> None:
     from realm_jax.data.jsonl import atomic_write
 
     os.makedirs(workdir, exist_ok=True)
+    if jax.process_index() != 0:  # one writer on a shared filesystem
+        return
     with atomic_write(os.path.join(workdir, CONFIG_FILE)) as f:
         f.write(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
 
@@ -172,7 +174,9 @@ def run_loop(config: ConfigDict, workdir: str, stage: Stage) -> dict:
                  json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))  # fmt: skip
         return metrics
 
-    bar = progress_bar(total=c.num_train_steps, desc=stage.name, unit="step", enabled=c.progress)
+    primary = jax.process_index() == 0  # one progress bar, from process 0
+    bar = progress_bar(total=c.num_train_steps, desc=stage.name, unit="step",
+                       enabled=c.progress and primary)  # fmt: skip
     bar.update(start)
     try:
         if stage.on_start is not None:

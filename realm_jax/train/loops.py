@@ -132,7 +132,8 @@ def _setup(config: ConfigDict, workdir: str, stage: str, spans: bool = False):
     model = stage_model(config)
     params, sources = initial_params(config, jax.random.PRNGKey(config.seed))
     save_config(config, workdir)  # only once the run can start: a bad input leaves no workdir
-    print(f"{stage}: {len(store)} blocks; initial params: {sources}", flush=True)
+    if jax.process_index() == 0:
+        print(f"{stage}: {len(store)} blocks; initial params: {sources}", flush=True)
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     return config, tokenizer, store, model, params, spec
 
@@ -261,7 +262,8 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
         return metrics
 
     def on_end(step: int, params: dict) -> None:
-        mark_done(checkpoint_dir)  # the refresher indexes this last step, then exits
+        if jax.process_index() == 0:
+            mark_done(checkpoint_dir)  # the refresher indexes this last step, then exits
         if index_cfg.publish_final or index_cfg.mode == "async":
             index.finish(step, params)
 
@@ -329,7 +331,8 @@ def train_openqa(config: ConfigDict, workdir: str) -> dict:
     train_rows, dev_rows = _questions(config, "train"), _questions(config, "dev")
     if not train_rows:
         raise ConfigError("no training questions (check openqa.dataset / only_gold_in_corpus)")
-    print(f"openqa: {len(train_rows)} train / {len(dev_rows)} dev questions", flush=True)
+    if jax.process_index() == 0:
+        print(f"openqa: {len(train_rows)} train / {len(dev_rows)} dev questions", flush=True)
     dev_rows = dev_rows[: config.eval.num_questions]
     answerer = Answerer(model, data)
 
