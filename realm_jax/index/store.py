@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from realm_jax.data.jsonl import atomic_write
-from realm_jax.index.searcher import BFLOAT16, Searcher
+from realm_jax.index.searcher import BFLOAT16, Searcher, release_pages
 
 LATEST = "LATEST"
 META = "meta.json"
@@ -114,8 +114,7 @@ class IndexStore:
             del on_disk
             os.replace(embeddings_file, os.path.join(tmp, EMBEDDINGS))
         else:
-            with open(os.path.join(tmp, EMBEDDINGS), "wb") as f:
-                np.save(f, block_emb.view(np.uint16) if dtype == BFLOAT16 else block_emb)
+            _write_npy(os.path.join(tmp, EMBEDDINGS), block_emb)
         phase("publish:searcher")
         searcher.save(os.path.join(tmp, SEARCHER_DIR), shared_dataset=f"../{EMBEDDINGS}")
         phase("publish:checksum")
@@ -248,6 +247,19 @@ def load_searcher(kind: str, directory: str, block_emb: np.ndarray, options: dic
 
         return ScannSearcher.load(directory, block_emb)
     raise IndexCorrupt(f"{directory}: unknown searcher kind {kind!r}")
+
+
+def _write_npy(path: str, block_emb: np.ndarray, chunk_rows: int = 1 << 18) -> None:
+    """block_emb [N, D] as an .npy (bfloat16 as its bits) written in chunks, so a memory-mapped
+    source streams through memory instead of becoming resident (13.35M x 128: 3.4-6.8 GB)."""
+    stored = block_emb.view(np.uint16) if block_emb.dtype == BFLOAT16 else block_emb
+    header = {"descr": np.lib.format.dtype_to_descr(stored.dtype), "fortran_order": False,
+              "shape": stored.shape}  # fmt: skip
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for start in range(0, len(stored), chunk_rows):
+            np.ascontiguousarray(stored[start : start + chunk_rows]).tofile(f)
+            release_pages(block_emb)
 
 
 def _files(directory: str) -> list[str]:
