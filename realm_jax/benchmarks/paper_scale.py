@@ -135,7 +135,8 @@ def paper_scale_main(
         "build_recall_at_10": round(
             (loaded.searcher if publish else searcher).recall["recall_at_10"], 4),
         "rss_after_gib": {name: round(v, 2) for name, v in rss.items()},
-        "loaded_max_rel_diff": loaded_diff if publish else None,
+        # A string: json_line rounds floats to 4 decimals, and this is ~1e-7.
+        "loaded_max_rel_diff": f"{loaded_diff:.1e}" if publish else None,
         "loaded_same_ids": round(loaded_agree, 4) if publish else None,
     }  # fmt: skip
     print(format_table(["phase", "seconds", "queries/s", "peak RSS GiB"], rows))

@@ -59,7 +59,7 @@ class ShardBlocks:
 @dataclasses.dataclass(frozen=True)
 class PassSpec:
     tag: str  # what embeds (e.g. "step 1500"): another tag is another pass
-    corpus: str  # sha256 of the block lengths and count
+    corpus: str  # ``corpus_fingerprint``
     num_blocks: int
     dim: int
     dtype: str
@@ -93,9 +93,12 @@ def clear_passes(index_root: str, upto: int) -> None:
             shutil.rmtree(pass_dir(index_root, step), ignore_errors=True)
 
 
-def corpus_fingerprint(blocks: BlockSource) -> str:
+def corpus_fingerprint(blocks: BlockSource, max_len: int, samples: int = 64) -> str:
+    """sha256 of every block's length and of the tokens of ``samples`` evenly spaced blocks."""
     lengths = np.ascontiguousarray(blocks.lengths, np.int64)
-    return hashlib.sha256(lengths.tobytes() + str(len(lengths)).encode()).hexdigest()[:16]
+    rows = np.unique(np.linspace(0, len(lengths) - 1, min(samples, len(lengths))).astype(np.int64))
+    tokens = blocks.block_inputs(rows, max_len)["input_ids"].astype(np.int32)
+    return hashlib.sha256(lengths.tobytes() + tokens.tobytes()).hexdigest()[:16]
 
 
 def shard_path(workdir: str, k: int) -> str:
@@ -121,8 +124,8 @@ def embed_pass(
     n_proc, me = jax.process_count(), jax.process_index()
     dtype = emb_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
     spec = PassSpec(
-        tag, corpus_fingerprint(blocks), len(blocks), embed.embedder.proj_size,
-        "bfloat16" if np.dtype(dtype) == BFLOAT16 else np.dtype(dtype).name, shard_rows,
+        tag, corpus_fingerprint(blocks, max_len), len(blocks), embed.embedder.proj_size,
+        "bfloat16" if dtype == BFLOAT16 else dtype.name, shard_rows,
         batch_size, max_len, f"{n_proc}x{len(embed.devices)}",
     )  # fmt: skip
     if me == 0:
