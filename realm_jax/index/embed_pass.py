@@ -35,6 +35,7 @@ from realm_jax.data.jsonl import atomic_write
 from realm_jax.index.embed import BlockSource, CorpusEmbedder
 from realm_jax.index.searcher import BFLOAT16, emb_dtype
 from realm_jax.progress import progress_bar
+from realm_jax.train.parallel import sync
 
 SHARD_ROWS = 1 << 16  # 65,536 blocks (13.35M blocks: 204 shards; bfloat16: 16 MB each)
 SPEC, MERGED = "spec.json", "embeddings.npy"
@@ -103,14 +104,6 @@ def corpus_fingerprint(blocks: BlockSource, max_len: int, samples: int = 64) -> 
 
 def shard_path(workdir: str, k: int) -> str:
     return os.path.join(workdir, f"shard-{k:05d}.npy")
-
-
-def sync(name: str) -> None:
-    """A barrier across processes (nothing on one host)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 def embed_pass(

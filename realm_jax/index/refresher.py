@@ -35,12 +35,12 @@ from realm_jax.index.embed_pass import (
     embed_pass,
     pass_dir,
     passes,
-    sync,
 )
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore
 from realm_jax.index.towers import prune_towers, save_tower
 from realm_jax.train.checkpoint import Checkpoints, is_done, read_embedder_spec
+from realm_jax.train.parallel import sync
 
 log = logging.getLogger(__name__)
 # (phase, step): "restore", "embed", "embed:shard", "build", "publish:<part>", "published",

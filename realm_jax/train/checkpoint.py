@@ -145,6 +145,10 @@ class Checkpoints:
     def save(self, step: int, state: TrainState) -> None:
         """Saves a host (unreplicated) train state; with async_save the write runs in background."""
         tree = {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+        if jax.process_count() > 1:
+            # pmap leaves host-local arrays, which orbax cannot save across hosts; every process
+            # holds the same replicated values, so numpy copies are saved (process 0 writes them).
+            tree = jax.device_get(tree)
         self._manager.save(step, args=ocp.args.PyTreeSave(tree))
 
     def latest_step(self) -> int | None:
@@ -169,7 +173,10 @@ class Checkpoints:
     def restore_state(self, step: int, template: TrainState) -> TrainState:
         """The full train state of ``step``, shaped like ``template`` (to resume training)."""
         tree = {"step": template.step, "params": template.params, "opt_state": template.opt_state}
-        restore_args = ocp.checkpoint_utils.construct_restore_args(tree)  # template's shardings
+        if jax.process_count() > 1:  # as saved: numpy on every process, replicated by the loop
+            restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        else:
+            restore_args = ocp.checkpoint_utils.construct_restore_args(tree)  # template's shardings
         out = self._manager.restore(
             step, args=ocp.args.PyTreeRestore(tree, restore_args=restore_args)
         )

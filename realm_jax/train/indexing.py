@@ -24,13 +24,14 @@ from ml_collections import ConfigDict
 
 from realm_jax.data.blocks import BlockStore
 from realm_jax.index.embed import CorpusEmbedder
-from realm_jax.index.embed_pass import MERGED, clear_passes, embed_pass, pass_dir, sync
+from realm_jax.index.embed_pass import MERGED, clear_passes, embed_pass, pass_dir
 from realm_jax.index.refresher import RefreshConfig, build_searcher, start_refresher
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore, LoadedIndex
 from realm_jax.index.towers import load_tower, prune_towers, save_tower
 from realm_jax.index.watcher import IndexWatcher
 from realm_jax.train.checkpoint import Checkpoints, EmbedderSpec, embedder_params
+from realm_jax.train.parallel import sync
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from realm_jax.data.salient_spans import (
 )
 from realm_jax.data.tokenization import Tokenizer
 from realm_jax.train.model_setup import ConfigError
+from realm_jax.train.parallel import sync
 
 # Seed streams: training batches, held-out batches, question order.
 TRAIN, EVAL, ORDER = 0, 1, 2
@@ -140,11 +141,15 @@ def _build_store(config: ConfigDict, directory: str, tokenizer: Tokenizer) -> No
 def prepare_blocks(
     config: ConfigDict, directory: str, tokenizer: Tokenizer, salient_spans: bool = False
 ) -> BlockStore:
-    """The block store at ``directory``, packed (and annotated) first if it is not there yet."""
-    if not os.path.isdir(directory):
-        _build_store(config, directory, tokenizer)
-    if salient_spans and not os.path.isdir(os.path.join(directory, SPANS_DIR)):
-        build_salient_spans(directory, progress=config.progress)
+    """The block store at ``directory``, packed (and annotated) first if it is not there yet.
+
+    Across hosts process 0 packs it and the others open it after a barrier (shared filesystem)."""
+    if jax.process_index() == 0:
+        if not os.path.isdir(directory):
+            _build_store(config, directory, tokenizer)
+        if salient_spans and not os.path.isdir(os.path.join(directory, SPANS_DIR)):
+            build_salient_spans(directory, progress=config.progress)
+    sync(f"prepare_blocks:{directory}")
     return BlockStore(directory)
 
 

@@ -1,4 +1,5 @@
-"""Moving pytrees between the host and the data-parallel (pmap, axis ``"batch"``) layout."""
+"""Moving pytrees between the host and the data-parallel (pmap, axis ``"batch"``) layout, and
+the one barrier multi-host code needs."""
 
 from __future__ import annotations
 
@@ -43,3 +44,11 @@ def shard(tree, num_devices: int | None = None):
 def unshard(tree):
     """Inverse of :func:`shard`: ``[num_devices, per_device, ...]`` -> one batch axis."""
     return jax.tree.map(lambda x: np.asarray(x).reshape(-1, *x.shape[2:]), tree)
+
+
+def sync(name: str) -> None:
+    """A barrier across the processes of a ``jax.distributed`` job (nothing on one host)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

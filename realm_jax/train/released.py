@@ -54,29 +54,42 @@ RELEASED_FILE = "released.json"
 FORMATS = ("tf", "hf")
 
 
-def _load(fmt: str, path: str, cfg: RealmConfig, kind: str) -> dict:
+class StateDicts:
+    """HF state dicts read once per conversion (an open-QA file gives params *and* block_emb)."""
+
+    def __init__(self):
+        self._read: dict[str, dict[str, np.ndarray]] = {}
+
+    def __call__(self, path: str) -> dict[str, np.ndarray]:
+        if path not in self._read:
+            self._read[path] = load_state_dict(path)
+        return self._read[path]
+
+
+def _load(fmt: str, path: str, cfg: RealmConfig, kind: str, read=load_state_dict) -> dict:
     if not path:
         raise ConfigError(f"released: a {kind} checkpoint is needed (released.checkpoint)")
     if fmt == "tf":
         return load_tf_checkpoint(path, cfg, kind)["params"]
     try:
-        return params_from_hf_realm(load_state_dict(path), cfg, kind)["params"]
+        return params_from_hf_realm(read(path), cfg, kind)["params"]
     except ConversionError as e:
         raise ConversionError(f"{path}: {e}") from None
 
 
-def released_params(config: ConfigDict) -> dict:
-    """``{"params": ...}`` of the stage's model from the artifacts ``config.released`` names."""
+def released_params(config: ConfigDict, read=load_state_dict) -> dict:
+    """``{"params": ...}`` of the stage's model from the artifacts ``config.released`` names
+    (``read``: how an HF state dict is read, e.g. a ``StateDicts``)."""
     r, cfg = config.released, realm_config(config.model)
     if r.format not in FORMATS:
         raise ConfigError(f"released.format={r.format!r}: expected one of {FORMATS}")
     if config.stage == "openqa":
-        params = _load(r.format, r.checkpoint, cfg, "openqa")
+        params = _load(r.format, r.checkpoint, cfg, "openqa", read)
     elif config.stage == "realm":
         if not r.encoder_checkpoint:
             raise ConfigError("released.encoder_checkpoint: the REALM stage needs the encoder too")
-        embedder = _load(r.format, r.checkpoint, cfg, "embedder")
-        encoder = _load(r.format, r.encoder_checkpoint, cfg, "encoder")
+        embedder = _load(r.format, r.checkpoint, cfg, "embedder", read)
+        encoder = _load(r.format, r.encoder_checkpoint, cfg, "encoder", read)
         params = {"retriever": {"embedder": embedder}, "encoder": encoder}
     else:
         raise ConfigError(f"stage={config.stage!r}: released artifacts are realm or openqa")
@@ -94,7 +107,7 @@ def _check_tree(params: dict, wanted: dict) -> None:
         raise ConversionError(f"converted params do not fit the config's model: {diff}")
 
 
-def released_block_emb(config: ConfigDict) -> np.ndarray:
+def released_block_emb(config: ConfigDict, read=load_state_dict) -> np.ndarray:
     """[N, proj_size] float32: a TF ``block_emb`` checkpoint, a ``.npy`` file, or (HF open-QA)
     the ``block_emb`` the RealmForOpenQA state dict carries."""
     r, dim = config.released, config.model.proj_size
@@ -105,7 +118,7 @@ def released_block_emb(config: ConfigDict) -> np.ndarray:
     elif r.block_emb:
         return load_block_emb(r.block_emb, dim)
     elif r.format == "hf" and config.stage == "openqa":
-        emb = load_state_dict(r.checkpoint).get("block_emb")
+        emb = read(r.checkpoint).get("block_emb")
         if emb is None:
             raise ConversionError(f"{r.checkpoint}: no block_emb tensor; set released.block_emb")
     else:
@@ -142,8 +155,10 @@ def convert_released(config: ConfigDict, workdir: str, tokenizer) -> dict:
     if os.path.exists(workdir):
         raise ConfigError(f"{workdir}: already exists; convert into a new workdir")
     config = resolve_config(config, workdir, config.stage)
-    params = released_params(config)
-    block_emb = released_block_emb(config)
+    read = StateDicts()
+    params = released_params(config, read)
+    block_emb = released_block_emb(config, read)
+    del read  # the state dicts: only block_emb is still needed
     tower = _doc_tower(config, params)
     store = ip.prepare_blocks(config, config.data.blocks_dir, tokenizer)
     if len(store) != len(block_emb):

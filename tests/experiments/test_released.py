@@ -171,13 +171,18 @@ def test_released_realm_run_feeds_finetuning(release, tmp_path):
     np.testing.assert_array_equal(np.asarray(snapshot.block_emb), release["block_emb"])
 
 
-def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path):
+def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path, monkeypatch):
     """The port's RealmForOpenQA (save_pretrained) + block_records.npy -> an open-QA run."""
     import torch
     from transformers.models.deprecated.realm import configuration_realm, modeling_realm
 
+    from realm_jax.train import released
     from realm_jax.train.loops import _tokenizer, load_openqa_run
     from realm_jax.train.released import convert_released
+
+    reads = []  # the state dict gives both the params and block_emb: read once
+    read = released.load_state_dict
+    monkeypatch.setattr(released, "load_state_dict", lambda p: reads.append(p) or read(p))
 
     texts = [p.encode() for p in ("Paris is the capital of France.", "The Nile is long.") * 5]
     hf_cfg = configuration_realm.RealmConfig(
@@ -202,6 +207,7 @@ def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path):
     workdir = str(tmp_path / "hf_run")
     info = convert_released(config, workdir, _tokenizer())
     assert info["format"] == "hf" and info["num_blocks"] == len(texts)
+    assert reads == [str(tmp_path / "hf")]
     _, params, answer = load_openqa_run(workdir)
     kernel = params["params"]["reader"]["span_output"]["kernel"]
     np.testing.assert_array_equal(kernel, hf.reader.qa_outputs.dense_output.weight.detach().T)
