@@ -110,11 +110,16 @@ def embed_pass(
     embed: CorpusEmbedder, params: dict, blocks: BlockSource, workdir: str, tag: str, *,
     batch_size: int = 256, max_len: int = 288, dtype: np.dtype | str = "float32",
     shard_rows: int = SHARD_ROWS, progress: bool = True,
-    on_shard: Callable[[int], None] | None = None,
+    on_shard: Callable[[int], None] | None = None, process: tuple[int, int] | None = None,
 ) -> np.ndarray | None:  # fmt: skip
     """Embeds every block into ``workdir`` (resuming what is there) -> [N, D] memory-mapped on
-    process 0, None on the others. ``on_shard(k)`` is called after shard k is on disk."""
-    n_proc, me = jax.process_count(), jax.process_index()
+    process 0, None on the others. ``on_shard(k)`` is called after shard k is on disk.
+
+    ``process``: (index, count) of this process among those sharing the pass; default the
+    ``jax.distributed`` job's. ``(0, 1)`` runs alone (e.g. a refresher thread in one process
+    of a multi-host trainer)."""
+    me, n_proc = process or (jax.process_index(), jax.process_count())
+    barrier = sync if n_proc > 1 else (lambda name: None)
     dtype = emb_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
     spec = PassSpec(
         tag, corpus_fingerprint(blocks, max_len), len(blocks), embed.embedder.proj_size,
@@ -123,7 +128,7 @@ def embed_pass(
     )  # fmt: skip
     if me == 0:
         _prepare(workdir, spec)
-    sync(f"embed_pass:prepare:{workdir}")
+    barrier(f"embed_pass:prepare:{workdir}")
     mine = [k for k in range(me, spec.num_shards, n_proc)]
     todo = [k for k in mine if not os.path.exists(shard_path(workdir, k))]
     rows = lambda k: min(spec.num_blocks, (k + 1) * shard_rows) - k * shard_rows
@@ -140,11 +145,11 @@ def embed_pass(
             _save_atomic(shard_path(workdir, k), emb)
             if on_shard is not None:
                 on_shard(k)
-    sync(f"embed_pass:embedded:{workdir}")
+    barrier(f"embed_pass:embedded:{workdir}")
     merged = os.path.join(workdir, MERGED)
     if me == 0 and not os.path.exists(merged):
         _merge(workdir, spec, merged)
-    sync(f"embed_pass:merged:{workdir}")
+    barrier(f"embed_pass:merged:{workdir}")
     if me != 0:
         return None
     out = np.load(merged, mmap_mode="r")

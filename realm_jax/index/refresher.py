@@ -100,12 +100,20 @@ class Refresher:
         blocks: BlockSource | None = None,
         on_phase: PhaseFn | None = None,
         embed: CorpusEmbedder | None = None,
+        distributed: bool | None = None,
     ):
-        """``blocks`` and ``embed`` default to ``config.blocks`` and the checkpoint's tower."""
+        """``blocks`` and ``embed`` default to ``config.blocks`` and the checkpoint's tower.
+
+        ``distributed``: share the work with the other processes of the ``jax.distributed`` job
+        (default: when there are any); False runs alone, e.g. as a thread of one trainer process.
+        """
         emb_dtype(config.emb_dtype)  # fail on a bad name before any work
+        if distributed is None:
+            distributed = jax.process_count() > 1
+        self.process = (jax.process_index(), jax.process_count()) if distributed else (0, 1)
         self.config = config
         self.blocks = blocks if blocks is not None else load_blocks(config.blocks)
-        self.checkpoints = Checkpoints(config.checkpoint_dir, read_only=True)
+        self.checkpoints = Checkpoints(config.checkpoint_dir, read_only=True, alone=not distributed)
         self.store = IndexStore(config.index_dir, keep=config.keep)
         self.on_phase = on_phase or (lambda phase, step: None)
         self._embed = embed  # else built at the first refresh (the spec comes with checkpoints)
@@ -115,7 +123,7 @@ class Refresher:
         """Indexes checkpoint ``step`` and publishes it; returns the index meta (process 0; the
         other processes embed their shards and return None)."""
         c, marks = self.config, {}
-        primary = jax.process_index() == 0
+        primary = self.process[0] == 0
 
         def phase(name: str) -> None:
             marks[name] = time.perf_counter()
@@ -131,10 +139,10 @@ class Refresher:
             self._embed, params, self.blocks, workdir, f"step {step}",
             batch_size=c.batch_size, max_len=c.max_len, dtype=emb_dtype(c.emb_dtype),
             shard_rows=c.shard_rows, progress=c.progress and primary,
-            on_shard=lambda k: self.on_phase("embed:shard", step),
+            on_shard=lambda k: self.on_phase("embed:shard", step), process=self.process,
         )  # fmt: skip
         if not primary:
-            sync(f"refresh:published:{step}")
+            self._sync(f"refresh:published:{step}")
             return None
         phase("build")
         searcher = build_searcher(c.searcher, block_emb)
@@ -147,7 +155,7 @@ class Refresher:
         clear_passes(self.store.root, upto=step)
         prune_towers(self.store)
         phase("published")
-        sync(f"refresh:published:{step}")
+        self._sync(f"refresh:published:{step}")
         names = list(marks)
         timing = {a: marks[b] - marks[a] for a, b in zip(names[:-1], names[1:], strict=True)}
         self.timings.append(
@@ -156,6 +164,10 @@ class Refresher:
         log.info("published index %d: recall %s, seconds %s", step, meta["recall"], timing)
         return meta
 
+    def _sync(self, name: str) -> None:
+        if self.process[1] > 1:
+            sync(name)
+
     def next_step(self) -> tuple[int | None, bool]:
         """(the step to index now or None, whether the trainer is DONE), agreed by all processes.
 
@@ -163,7 +175,7 @@ class Refresher:
         still restorable, step is finished first (its shards are work already done).
         """
         step, done = -1, False
-        if jax.process_index() == 0:
+        if self.process[0] == 0:
             done = is_done(self.config.checkpoint_dir)  # read first: no later step is missed
             newest = self.checkpoints.latest_step()
             current = self.store.latest_step()
@@ -172,7 +184,7 @@ class Refresher:
                 restorable = set(self.checkpoints.all_steps())
                 begun = [s for s in passes(self.store.root) if s > current and s in restorable]
                 step = max(begun) if begun else newest
-        if jax.process_count() > 1:
+        if self.process[1] > 1:
             from jax.experimental import multihost_utils
 
             step, done = (int(v) for v in multihost_utils.broadcast_one_to_all(
@@ -182,7 +194,7 @@ class Refresher:
     def run(self, stop: threading.Event | None = None, max_failures: int = 5) -> list[int]:
         """Refreshes until DONE (or ``stop``); returns the steps published by this run."""
         stop = stop or threading.Event()
-        if jax.process_index() == 0:
+        if self.process[0] == 0:
             self.store.recover()  # a killed predecessor's leftovers
         published, failures = [], 0
         while not stop.is_set():
@@ -196,7 +208,7 @@ class Refresher:
             except Exception:  # e.g. the trainer pruned a step while we listed or restored it
                 failures += 1
                 log.exception("refresh poll failed (%d in a row)", failures)
-                if failures >= max_failures or jax.process_count() > 1:
+                if failures >= max_failures or self.process[1] > 1:
                     raise  # across processes a retry could fall out of step with the others
                 stop.wait(self.config.poll_seconds)
                 continue
@@ -242,7 +254,7 @@ def start_refresher(
     """Starts a refresher in a new process (spawned: no forked JAX state) or a daemon thread."""
     if mode == "thread":
         stop = threading.Event()
-        refresher = Refresher(config, blocks)
+        refresher = Refresher(config, blocks, distributed=False)  # its own work, not the job's
         worker = threading.Thread(target=refresher.run, args=(stop,), daemon=True, name="refresh")
         worker.start()
         return RefresherHandle(worker, stop)

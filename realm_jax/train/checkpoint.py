@@ -124,18 +124,29 @@ class Checkpoints:
         async_save: bool = True,
         read_only: bool = False,
         embedder_spec: EmbedderSpec | None = None,
+        alone: bool = False,
     ):
+        """``alone``: used by this process only (a refresher thread of one trainer process);
+        otherwise orbax expects every process of a ``jax.distributed`` job to take part."""
         self.directory = os.path.abspath(directory)
         self._read_only = read_only
+        multiprocessing = ocp.options.MultiprocessingOptions()
+        if alone and jax.process_count() > 1:
+            me = jax.process_index()
+            multiprocessing = ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me}, barrier_sync_key_prefix=f"alone{me}"
+            )
         if read_only:
             # Spelled out: orbax warns when read_only overrides its saving defaults.
             options = ocp.CheckpointManagerOptions(
-                read_only=True, save_interval_steps=0, create=False, max_to_keep=None
-            )
+                read_only=True, save_interval_steps=0, create=False, max_to_keep=None,
+                multiprocessing_options=multiprocessing,
+            )  # fmt: skip
         else:
             options = ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
-            )
+                max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save,
+                multiprocessing_options=multiprocessing,
+            )  # fmt: skip
             if embedder_spec is not None:
                 write_embedder_spec(self.directory, embedder_spec)
         self._manager = ocp.CheckpointManager(

@@ -159,10 +159,16 @@ class SyncIndex:
 
         ``seed`` (fresh runs only): an index already built from exactly these params.
         """
-        self.store.recover()
+        primary = jax.process_index() == 0  # across hosts process 0 writes, then all read
+        if primary:
+            self.store.recover()
+        sync("sync_index:recovered")
         self.snapshot = load_snapshot(self.store, step)
         if self.snapshot is None and seed is not None:
-            self.snapshot = copy_snapshot(seed, self.store, step, self.index)
+            if primary:
+                copy_snapshot(seed, self.store, step, self.index)
+            sync("sync_index:seeded")
+            self.snapshot = load_snapshot(self.store, step, exact=True)
         if self.snapshot is None or self.snapshot.tower is None:
             self.build(step, params)
         return self.snapshot

@@ -6,10 +6,13 @@ scripts' ``--distributed`` does (``train.distributed.initialize``), then:
      and psums its rows across all 4 devices of both processes;
   2. saves a train state through orbax (``Checkpoints``, collectively) and restores it;
   3. runs the refresher on ``<dir>/ckpt`` (prepared by the test): each process embeds its shards
-     of ``<dir>/blocks.npz``, process 0 merges, builds and publishes ``<dir>/index``.
+     of ``<dir>/blocks.npz``, process 0 merges, builds and publishes ``<dir>/index``;
+  4. runs a refresher on process 0 alone (``distributed=False``, as AsyncIndex's thread) into
+     ``<dir>/index_solo`` while process 1 waits at a barrier.
 Prints one JSON line.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -30,7 +33,7 @@ def main(process_id: int, port: int, directory: str) -> None:
     from realm_jax.index.refresher import RefreshConfig, Refresher
     from realm_jax.train.checkpoint import Checkpoints
     from realm_jax.train.input_pipeline import process_rows
-    from realm_jax.train.parallel import shard
+    from realm_jax.train.parallel import shard, sync
     from realm_jax.train.state import TrainState, bert_adamw
 
     rows = process_rows(8)  # this process's rows of the global batch
@@ -54,11 +57,21 @@ def main(process_id: int, port: int, directory: str) -> None:
     )  # fmt: skip
     refresher = Refresher(config, on_phase=lambda p, s: p == "embed:shard" and shards.append(s))
     published = refresher.run()
+
+    # 4. A refresher of one process only (AsyncIndex's thread on process 0): it must not wait for
+    # the others, which go straight on to a barrier it reaches when done.
+    solo = []
+    if jax.process_index() == 0:
+        alone = dataclasses.replace(config, index_dir=os.path.join(directory, "index_solo"))
+        Refresher(alone, on_phase=lambda p, s: p == "embed:shard" and solo.append(s),
+                  distributed=False).run()  # fmt: skip
+    sync("worker:solo_refresh")
     print(json.dumps({
         "process": jax.process_index(), "processes": jax.process_count(),
         "devices": jax.device_count(), "local_devices": jax.local_device_count(),
         "rows": [rows.start, rows.stop], "psum": np.asarray(total)[0].tolist(),
         "checkpoint_restored": bool(same), "published": published, "shards_embedded": len(shards),
+        "solo_shards": len(solo),
     }))  # fmt: skip
     jax.distributed.shutdown()
 

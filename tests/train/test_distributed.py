@@ -76,6 +76,10 @@ def test_two_processes_split_batch_checkpoint_and_refresh(tmp_path):
     reference = embed_corpus(SPEC.module(), tower, blocks, max_len=LEN, progress=False)
     np.testing.assert_allclose(np.asarray(loaded.block_emb), reference, rtol=1e-5, atol=1e-5)
     assert not [n for n in os.listdir(tmp_path / "index") if n.startswith(".embed-")]
+    # A refresher on process 0 alone embedded all 6 shards and published the same index.
+    assert [r["solo_shards"] for r in results] == [6, 0]
+    solo = IndexStore(str(tmp_path / "index_solo")).load()
+    np.testing.assert_allclose(np.asarray(solo.block_emb), reference, rtol=1e-5, atol=1e-5)
     # Logs: process 0 reports the publish; process 1 writes no INFO line once it has joined (JAX's
     # own "Connecting to JAX distributed service" comes before a process knows its index).
     assert "published index 5" in logs[0]
