@@ -22,6 +22,7 @@ import numpy as np
 
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
 from realm_jax.benchmarks.mips import clustered_vectors
+from realm_jax.data.array_dir import write_npy_header
 from realm_jax.index.scann_searcher import ScannSearcher
 from realm_jax.index.searcher import BFLOAT16, numpy_top_k, tied_recall
 from realm_jax.index.store import IndexStore
@@ -65,10 +66,8 @@ def write_embeddings(path: str, n: int, centers: np.ndarray, noise: float, dtype
     returns the read-only memory map."""
     rng = np.random.default_rng(seed)
     stored = np.dtype(np.uint16 if dtype == BFLOAT16 else dtype)  # bfloat16 as its bits
-    header = {"descr": np.lib.format.dtype_to_descr(stored), "fortran_order": False,
-              "shape": (n, centers.shape[1])}  # fmt: skip
     with open(path, "wb") as f, progress_bar(total=n, desc="write", unit="row") as bar:
-        np.lib.format.write_array_header_1_0(f, header)
+        write_npy_header(f, stored, (n, centers.shape[1]))
         for start in range(0, n, chunk):
             rows = clustered_vectors(centers, min(chunk, n - start), noise, rng)
             rows.astype(dtype).view(stored).tofile(f)

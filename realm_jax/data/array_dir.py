@@ -41,14 +41,7 @@ class NpyAppender:
 
     def close(self) -> None:
         header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            header,
-            {
-                "descr": np.lib.format.dtype_to_descr(self.dtype),
-                "fortran_order": False,
-                "shape": (self.length,),
-            },  # fmt: skip
-        )
+        write_npy_header(header, self.dtype, (self.length,))
         if len(header.getvalue()) != _HEADER_BYTES:
             raise RuntimeError(f"{self.path}: unexpected .npy header size")
         self._file.seek(0)
@@ -59,6 +52,14 @@ class NpyAppender:
 
     def abort(self) -> None:
         self._file.close()
+
+
+def write_npy_header(f, dtype: np.dtype | str, shape: tuple[int, ...]) -> None:
+    """A version 1.0 ``.npy`` header for a C-order array (the version ScaNN's reader accepts);
+    the array's bytes follow it."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+              "shape": tuple(shape)}  # fmt: skip
+    np.lib.format.write_array_header_1_0(f, header)
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:

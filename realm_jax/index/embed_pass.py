@@ -31,9 +31,11 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
+from realm_jax.data.array_dir import write_array, write_npy_header
 from realm_jax.data.jsonl import atomic_write
 from realm_jax.index.embed import BlockSource, CorpusEmbedder
 from realm_jax.index.searcher import BFLOAT16, emb_dtype
+from realm_jax.index.store import stored_bits
 from realm_jax.progress import progress_bar
 from realm_jax.train.parallel import sync
 
@@ -72,6 +74,10 @@ class PassSpec:
     @property
     def num_shards(self) -> int:
         return -(-self.num_blocks // self.shard_rows)
+
+    def rows(self, k: int) -> int:
+        """Blocks in shard ``k`` (the last may be short)."""
+        return min(self.num_blocks, (k + 1) * self.shard_rows) - k * self.shard_rows
 
 
 def pass_dir(index_root: str, step: int) -> str:
@@ -119,7 +125,6 @@ def embed_pass(
     ``jax.distributed`` job's. ``(0, 1)`` runs alone (e.g. a refresher thread in one process
     of a multi-host trainer)."""
     me, n_proc = process or (jax.process_index(), jax.process_count())
-    barrier = sync if n_proc > 1 else (lambda name: None)
     dtype = emb_dtype(dtype) if isinstance(dtype, str) else np.dtype(dtype)
     spec = PassSpec(
         tag, corpus_fingerprint(blocks, max_len), len(blocks), embed.embedder.proj_size,
@@ -128,28 +133,27 @@ def embed_pass(
     )  # fmt: skip
     if me == 0:
         _prepare(workdir, spec)
-    barrier(f"embed_pass:prepare:{workdir}")
+    sync(f"embed_pass:prepare:{workdir}", n_proc)
     mine = [k for k in range(me, spec.num_shards, n_proc)]
     todo = [k for k in mine if not os.path.exists(shard_path(workdir, k))]
-    rows = lambda k: min(spec.num_blocks, (k + 1) * shard_rows) - k * shard_rows
-    total, done = sum(map(rows, mine)), sum(map(rows, set(mine) - set(todo)))
+    total, done = sum(map(spec.rows, mine)), sum(map(spec.rows, set(mine) - set(todo)))
     if done:
         log.info("%s: resuming, %d of %d shards already embedded", workdir, len(mine) - len(todo),
                  len(mine))  # fmt: skip
     with progress_bar(total=total, desc="embed", unit="block", enabled=progress) as bar:
         bar.update(done)
         for k in todo:
-            part = ShardBlocks(blocks, k * shard_rows, k * shard_rows + rows(k))
+            part = ShardBlocks(blocks, k * shard_rows, k * shard_rows + spec.rows(k))
             emb = embed(params, part, batch_size, max_len, dtype, progress=False,
                         on_batch=_Advance(bar))  # fmt: skip
             _save_atomic(shard_path(workdir, k), emb)
             if on_shard is not None:
                 on_shard(k)
-    barrier(f"embed_pass:embedded:{workdir}")
+    sync(f"embed_pass:embedded:{workdir}", n_proc)
     merged = os.path.join(workdir, MERGED)
     if me == 0 and not os.path.exists(merged):
         _merge(workdir, spec, merged)
-    barrier(f"embed_pass:merged:{workdir}")
+    sync(f"embed_pass:merged:{workdir}", n_proc)
     if me != 0:
         return None
     out = np.load(merged, mmap_mode="r")
@@ -184,33 +188,23 @@ def _prepare(workdir: str, spec: PassSpec) -> None:
         json.dump(dataclasses.asdict(spec), f, indent=1)
 
 
-def _stored(emb: np.ndarray) -> np.ndarray:
-    return emb.view(np.uint16) if emb.dtype == BFLOAT16 else emb
-
-
 def _save_atomic(path: str, emb: np.ndarray) -> None:
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name[:-4]}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, _stored(emb))
-        f.flush()
-        os.fsync(f.fileno())
+    write_array(tmp, stored_bits(emb))  # fsynced
     os.replace(tmp, path)
 
 
 def _merge(workdir: str, spec: PassSpec, merged: str) -> None:
     """Concatenates the shards into one .npy by file copies (nothing mapped or held whole)."""
     stored = np.dtype(np.uint16) if spec.dtype == "bfloat16" else np.dtype(spec.dtype)
-    shape = (spec.num_blocks, spec.dim)
     tmp = os.path.join(workdir, f".{MERGED}.tmp")
     with open(tmp, "wb") as out:
-        header = {"descr": np.lib.format.dtype_to_descr(stored), "fortran_order": False,
-                  "shape": shape}  # fmt: skip
-        np.lib.format.write_array_header_1_0(out, header)  # 1.0: what ScaNN reads
+        write_npy_header(out, stored, (spec.num_blocks, spec.dim))
         for k in range(spec.num_shards):
             path = shard_path(workdir, k)
             part = np.load(path, mmap_mode="r")
-            want = (min(spec.num_blocks, (k + 1) * spec.shard_rows) - k * spec.shard_rows, spec.dim)
+            want = (spec.rows(k), spec.dim)
             if part.shape != want or part.dtype != stored:
                 raise ValueError(
                     f"{path}: {part.dtype}{list(part.shape)}, expected {stored}{list(want)}"

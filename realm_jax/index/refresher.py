@@ -142,7 +142,7 @@ class Refresher:
             on_shard=lambda k: self.on_phase("embed:shard", step), process=self.process,
         )  # fmt: skip
         if not primary:
-            self._sync(f"refresh:published:{step}")
+            sync(f"refresh:published:{step}", self.process[1])
             return None
         phase("build")
         searcher = build_searcher(c.searcher, block_emb)
@@ -155,7 +155,7 @@ class Refresher:
         clear_passes(self.store.root, upto=step)
         prune_towers(self.store)
         phase("published")
-        self._sync(f"refresh:published:{step}")
+        sync(f"refresh:published:{step}", self.process[1])
         names = list(marks)
         timing = {a: marks[b] - marks[a] for a, b in zip(names[:-1], names[1:], strict=True)}
         self.timings.append(
@@ -163,10 +163,6 @@ class Refresher:
         )
         log.info("published index %d: recall %s, seconds %s", step, meta["recall"], timing)
         return meta
-
-    def _sync(self, name: str) -> None:
-        if self.process[1] > 1:
-            sync(name)
 
     def next_step(self) -> tuple[int | None, bool]:
         """(the step to index now or None, whether the trainer is DONE), agreed by all processes.

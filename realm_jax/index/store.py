@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from realm_jax.data.array_dir import write_npy_header
 from realm_jax.data.jsonl import atomic_write
 from realm_jax.index.searcher import BFLOAT16, Searcher, release_pages
 
@@ -249,14 +250,17 @@ def load_searcher(kind: str, directory: str, block_emb: np.ndarray, options: dic
     raise IndexCorrupt(f"{directory}: unknown searcher kind {kind!r}")
 
 
+def stored_bits(block_emb: np.ndarray) -> np.ndarray:
+    """block_emb as the store keeps it on disk: bfloat16 as its uint16 bits, float32 as is."""
+    return block_emb.view(np.uint16) if block_emb.dtype == BFLOAT16 else block_emb
+
+
 def _write_npy(path: str, block_emb: np.ndarray, chunk_rows: int = 1 << 18) -> None:
-    """block_emb [N, D] as an .npy (bfloat16 as its bits) written in chunks, so a memory-mapped
+    """block_emb [N, D] as an .npy (``stored_bits``) written in chunks, so a memory-mapped
     source streams through memory instead of becoming resident (13.35M x 128: 3.4-6.8 GB)."""
-    stored = block_emb.view(np.uint16) if block_emb.dtype == BFLOAT16 else block_emb
-    header = {"descr": np.lib.format.dtype_to_descr(stored.dtype), "fortran_order": False,
-              "shape": stored.shape}  # fmt: skip
+    stored = stored_bits(block_emb)
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
+        write_npy_header(f, stored.dtype, stored.shape)
         for start in range(0, len(stored), chunk_rows):
             np.ascontiguousarray(stored[start : start + chunk_rows]).tofile(f)
             release_pages(block_emb)

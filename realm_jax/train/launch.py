@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+import jax
 from absl import logging as absl_logging
 from ml_collections import ConfigDict
 
@@ -33,8 +34,11 @@ class _DropOrbaxInfo(logging.Filter):
 
 def quiet_logs() -> None:
     """INFO logs from our code and clu's metric lines, without orbax's per-save chatter."""
+    from realm_jax.train.distributed import primary_only_logs
+
     absl_logging.set_verbosity(absl_logging.INFO)
     absl_logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+    primary_only_logs()  # across hosts, INFO from process 0 only
 
 
 def describe(config: ConfigDict) -> dict[str, int]:
@@ -63,14 +67,7 @@ def run_stage(
     (the last checkpoint stays; the same command resumes).
     """
     quiet_logs()
-    primary = True
     try:
-        import jax
-
-        from realm_jax.train.distributed import primary_only_logs
-
-        primary_only_logs()
-        primary = jax.process_index() == 0
         if dry_run:
             print(json.dumps(describe(config)))
             return 0
@@ -83,7 +80,7 @@ def run_stage(
     except KeyboardInterrupt:
         print(f"interrupted: {workdir} keeps its last checkpoint; rerun to resume", file=sys.stderr)
         return 130
-    if primary:  # the other processes' metrics are the same numbers
+    if jax.process_index() == 0:  # the other processes' metrics are the same numbers
         print(json.dumps({k: float(v) for k, v in metrics.items()}))
     return 0
 
@@ -100,12 +97,8 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
 
     distributed.define_flags()
     flags.mark_flags_as_required(["config"])
-    for name in (
-        "config",
-        "workdir",
-        "dry_run",
-        "distributed",
-    ):  # listed by the script's --help, not --helpfull
+    key_flags = ("config", "workdir", "dry_run", "distributed")  # in --help, not only --helpfull
+    for name in key_flags:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def main(argv: list[str]) -> None:

@@ -46,9 +46,12 @@ def unshard(tree):
     return jax.tree.map(lambda x: np.asarray(x).reshape(-1, *x.shape[2:]), tree)
 
 
-def sync(name: str) -> None:
-    """A barrier across the processes of a ``jax.distributed`` job (nothing on one host)."""
-    if jax.process_count() > 1:
+def sync(name: str, processes: int | None = None) -> None:
+    """A barrier across the processes of a ``jax.distributed`` job (nothing on one host).
+
+    ``processes``: how many take part in the work at hand (default: the job's); 1 means this
+    process works alone, e.g. a refresher thread in one trainer process, and does not wait."""
+    if (jax.process_count() if processes is None else processes) > 1:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
