@@ -83,6 +83,31 @@ def realm_mlm_loss(
     return div_no_nan(metrics["nll_sum"], metrics["num_masks"]), metrics
 
 
+def gold_log_probs(mlm_logits: jax.Array, mlm_targets: jax.Array) -> jax.Array:
+    """log p(y_j | ...) of each target: logits [..., num_masks, vocab], targets [..., num_masks]."""
+    log_probs = jax.nn.log_softmax(mlm_logits.astype(jnp.float32), axis=-1)
+    return jnp.take_along_axis(log_probs, mlm_targets[..., None], axis=-1)[..., 0]
+
+
+def mlm_loss(
+    mlm_logits: jax.Array,  # [batch, num_masks, vocab] one context per example
+    mlm_targets: jax.Array,  # [batch, num_masks]
+    mlm_mask: jax.Array,  # [batch, num_masks] 1 for real masks
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Plain masked-LM cross-entropy per masked token (the encoder's warm start) -> (loss, sums)."""
+    mask = mlm_mask.astype(jnp.float32)
+    gold = gold_log_probs(mlm_logits, mlm_targets)  # [b, m]
+    correct = (jnp.argmax(mlm_logits, -1) == mlm_targets).astype(jnp.float32) * mask
+    num_masks = jnp.sum(mask, -1)
+    metrics = {
+        "example_gold_log_prob": gold * mask,  # [b, m]
+        "nll_sum": -jnp.sum(gold * mask),
+        "mlm_correct_sum": jnp.sum(correct),
+        "num_masks": jnp.sum(num_masks),
+    }
+    return div_no_nan(metrics["nll_sum"], metrics["num_masks"]), metrics
+
+
 def marginal_log_loss(
     logits: jax.Array, is_correct: jax.Array, valid: jax.Array | None = None
 ) -> jax.Array:

@@ -120,6 +120,49 @@ def realm_batch(
     }
 
 
+def block_rest(store: BlockStore, block: int, sentence: int) -> np.ndarray:
+    """The body wordpieces of ``block`` without sentence ``sentence``: its other sentences."""
+    tokens = store.token_ids(block)
+    starts = np.append(store.sentence_token_starts(block), len(tokens))
+    return np.concatenate([tokens[: starts[sentence]], tokens[starts[sentence + 1] :]])
+
+
+def mlm_batch(
+    store: BlockStore,
+    queries: Sequence[MaskedSentence],
+    contexts: Sequence[np.ndarray],
+    query_len: int,
+    context_len: int,
+    max_masks: int,
+) -> dict[str, np.ndarray]:
+    """Masked sentences, one context each -> the MLM warm start's batch (``train/steps.py``).
+
+    The input is REALM's joint input ``[CLS] masked-x [SEP] context [SEP]`` with the same cuts
+    (query to ``query_len - 2``, context to ``context_len - 2``, total ``query_len +
+    context_len``); an empty context is the null document's input.
+    """
+    b = len(queries)
+    tokens = [q.token_ids[: query_len - 2] for q in queries]
+    joint = bert_inputs(tokens, [c[: context_len - 2] for c in contexts], query_len + context_len,
+                        store.cls_id, store.sep_id)  # fmt: skip
+    positions = np.zeros((b, max_masks), np.int32)
+    targets = np.zeros((b, max_masks), np.int32)
+    for row, q in enumerate(queries):
+        if len(q.positions) > max_masks or (len(q.positions) and q.positions[-1] >= query_len - 2):
+            raise ValueError(f"block {q.block_index} sentence {q.sentence_index}: masks do not "
+                             f"fit query_len {query_len} / max_masks {max_masks}")  # fmt: skip
+        positions[row, : len(q.positions)] = q.positions + 1  # after [CLS]
+        targets[row, : len(q.targets)] = q.targets
+    return {
+        "joint_ids": joint["input_ids"],
+        "joint_mask": joint["input_mask"],
+        "joint_type_ids": joint["token_type_ids"],
+        "mlm_positions": positions,
+        "mlm_targets": targets,
+        "mlm_mask": np.arange(max_masks) < np.array([len(q.positions) for q in queries])[:, None],
+    }
+
+
 def find_token_spans(
     tokens: Sequence[int], answer: Sequence[int], is_continuation: np.ndarray
 ) -> list[tuple[int, int]]:

@@ -3,10 +3,13 @@
 It polls the trainer's checkpoint directory; for the newest step not yet published it restores
 only the document tower, embeds the whole corpus, builds the searcher and publishes it atomically
 (``IndexStore.publish``), and repeats until the trainer's DONE marker (after indexing the last
-step). A separate process in the real set-up (``experiments/refresh.py`` or ``start_refresher(...,
-"process")``); a background thread for small runs. Killed at any point, it leaves the published
-indexes intact, and a restarted refresher clears the leftovers and carries on; a half-done
-embedding pass (``<index_dir>/.embed-<step>/``, ``index.embed_pass``) is resumed, not restarted.
+step). With ``in_order_every`` (the trainer's ``index.swap_lag`` schedule) it indexes every
+checkpoint at a multiple of that many steps, oldest first, instead of skipping to the newest: the
+trainer waits for exactly those. A separate process in the real set-up
+(``experiments/refresh.py`` or ``start_refresher(..., "process")``); a background thread for
+small runs. Killed at any point, it leaves the published indexes intact, and a restarted
+refresher clears the leftovers and carries on; a half-done embedding pass
+(``<index_dir>/.embed-<step>/``, ``index.embed_pass``) is resumed, not restarted.
 
 Across hosts (``jax.distributed``): every process runs the refresher; process 0 decides which step
 to index and broadcasts it, each process embeds its share of the shards on its local devices, and
@@ -63,6 +66,9 @@ class RefreshConfig:
     poll_seconds: float = 1.0
     progress: bool = True
     shard_rows: int = SHARD_ROWS  # blocks per embedding shard (the unit of resuming)
+    # 0: the newest checkpoint first; n > 0: every checkpoint at a multiple of n steps, oldest
+    # first (a swap schedule's), and after DONE the last checkpoint.
+    in_order_every: int = 0
 
 
 def load_blocks(path: str) -> BlockSource:
@@ -91,8 +97,26 @@ def build_searcher(kind: str, block_emb: np.ndarray) -> Searcher:
     raise ValueError(f"searcher {kind!r}: expected 'scann' or 'exact'")
 
 
+def pick_step(
+    restorable: list[int], current: int, begun: list[int], done: bool, in_order_every: int = 0
+) -> int | None:
+    """The checkpoint to index next, or None: of the ``restorable`` steps (ascending) newer than
+    the published index ``current`` (-1: none), the newest; but a pass ``begun`` for one of them
+    is finished first (its shards are work already done). ``in_order_every``: until the trainer
+    is ``done``, the oldest of them at a multiple of it (others are never indexed then)."""
+    newer = [s for s in restorable if s > current]
+    if in_order_every and not done:
+        due = [s for s in newer if s % in_order_every == 0]
+        return due[0] if due else None
+    if not newer:
+        return None
+    begun = [s for s in begun if s in newer]
+    return max(begun) if begun else newer[-1]
+
+
 class Refresher:
-    """Turns trainer checkpoints into published indexes, newest first, one at a time."""
+    """Turns trainer checkpoints into published indexes, newest first (or in order), one at a
+    time."""
 
     def __init__(
         self,
@@ -167,19 +191,16 @@ class Refresher:
     def next_step(self) -> tuple[int | None, bool]:
         """(the step to index now or None, whether the trainer is DONE), agreed by all processes.
 
-        The newest checkpoint newer than the published index; but a pass begun for an older,
-        still restorable, step is finished first (its shards are work already done).
+        See ``pick_step``.
         """
         step, done = -1, False
         if self.process[0] == 0:
             done = is_done(self.config.checkpoint_dir)  # read first: no later step is missed
-            newest = self.checkpoints.latest_step()
             current = self.store.latest_step()
             current = -1 if current is None else current
-            if newest is not None and newest > current:
-                restorable = set(self.checkpoints.all_steps())
-                begun = [s for s in passes(self.store.root) if s > current and s in restorable]
-                step = max(begun) if begun else newest
+            picked = pick_step(self.checkpoints.all_steps(), current, passes(self.store.root),
+                               done, self.config.in_order_every)  # fmt: skip
+            step = -1 if picked is None else picked
         if self.process[1] > 1:
             from jax.experimental import multihost_utils
 

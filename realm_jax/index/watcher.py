@@ -7,6 +7,12 @@ and parks it. ``current(train_step)``, called by the batch builder between steps
 parked index in: it never waits for I/O. ``refresh_interval`` holds an index until it is at least
 that many steps old (0: swap as soon as a newer one is ready); REALM's "30x stale" ablation is
 this knob times 30. Staleness = train step - index step.
+
+With a ``SwapSchedule`` (``index.swap_lag``) the index a step uses no longer depends on when
+indexes arrive: step t uses the index of the newest checkpoint at least ``lag`` steps old, and
+``current`` waits for it when the refresher is late. The background thread then prefetches the
+schedule's next index (exactly that step, not the newest), so a refresher that keeps up costs
+no wait at all.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import jax
 
@@ -22,19 +29,50 @@ from realm_jax.index.store import IndexStore, LoadedIndex
 from realm_jax.index.towers import load_tower
 
 log = logging.getLogger(__name__)
+WAIT_LOG_SECONDS = 1.0  # a step that waits longer for its index says so in the log
+
+
+@dataclasses.dataclass(frozen=True)
+class SwapSchedule:
+    """Which index a train step uses when swaps follow the step count instead of the clock.
+
+    Checkpoints are taken every ``every`` steps, step 0 included; the batch of step t is built
+    from the index of the newest of them at least ``lag`` steps old (index 0 until there is one).
+    """
+
+    lag: int
+    every: int
+
+    def __post_init__(self):
+        if self.lag < 1 or self.every < 1:
+            raise ValueError(f"swap schedule lag={self.lag}, every={self.every}: both must be >= 1")
+
+    def index_step(self, train_step: int) -> int:
+        return max(0, (train_step - self.lag) // self.every * self.every)
 
 
 class IndexWatcher:
-    """Keeps the newest published index loaded and swaps it in between training steps."""
+    """Keeps the newest published index loaded and swaps it in between training steps
+    (with ``schedule``: the index the schedule names for each step, waiting up to ``timeout``
+    seconds for it, or until ``publisher_alive()`` says the refresher has stopped)."""
 
     def __init__(
         self,
         store: IndexStore,
         poll_seconds: float = 1.0,
         refresh_interval: int = 0,
+        schedule: SwapSchedule | None = None,
+        timeout: float = 3600.0,
+        publisher_alive: Callable[[], bool] | None = None,
         **searcher_options,
     ):
         self.store = store
+        self.schedule = schedule
+        self.timeout = timeout
+        self.publisher_alive = publisher_alive
+        self.waits: list[tuple[int, int, float]] = []  # (train step, index step, seconds waited)
+        self._want: int | None = None  # the index step current() is blocked on
+        self._load_lock = threading.Lock()  # one load at a time: the thread's or current()'s
         self.poll_seconds = poll_seconds
         self.refresh_interval = refresh_interval
         self.searcher_options = searcher_options  # e.g. devices= for exact search
@@ -71,7 +109,10 @@ class IndexWatcher:
         return max(held, default=-1)
 
     def poll_once(self) -> bool:
-        """Loads the newest published index if it is newer than any held; True if one was parked."""
+        """Loads the newest published index if it is newer than any held (with a schedule: the
+        one it needs next, once published); True if one was parked."""
+        if self.schedule is not None:
+            return self._poll_scheduled()
         latest = self.store.latest_step()
         if latest is None or latest <= self._newest_held():
             return False
@@ -89,7 +130,10 @@ class IndexWatcher:
         return True
 
     def current(self, train_step: int) -> LoadedIndex | None:
-        """The index to build this step's batch from; swaps in a parked one. Never blocks on I/O."""
+        """The index to build this step's batch from; swaps in a parked one. Never blocks on I/O
+        (with a schedule: blocks until the step's index is loaded, or raises TimeoutError)."""
+        if self.schedule is not None:
+            return self._current_scheduled(train_step, self.timeout)
         with self._lock:
             parked = self._parked
             held = self._index
@@ -107,8 +151,11 @@ class IndexWatcher:
         """Train step minus the step of the index in use (None before the first index)."""
         return None if self._index is None else train_step - self._index.step
 
-    def wait_for_first(self, timeout: float) -> LoadedIndex:
-        """Start-up only: blocks until some index is loaded (e.g. the initial one), or raises."""
+    def wait_for_first(self, timeout: float, train_step: int = 0) -> LoadedIndex:
+        """Start-up only: blocks until some index is loaded (e.g. the initial one), or raises;
+        with a schedule, the index of ``train_step`` (the step a run starts or resumes at)."""
+        if self.schedule is not None:
+            return self._current_scheduled(train_step, timeout)
         deadline = time.monotonic() + timeout
         while (index := self.current(0)) is None:
             if self._thread is None:
@@ -117,3 +164,75 @@ class IndexWatcher:
                 raise TimeoutError(f"{self.store.root}: no index published within {timeout:.0f} s")
             time.sleep(min(0.05, self.poll_seconds))
         return index
+
+    # -- scheduled swaps ----------------------------------------------------------------------
+
+    def _target(self) -> int | None:
+        """The index step to load now: the one current() waits for, else the schedule's next."""
+        held = None if self._index is None else self._index.step
+        parked = None if self._parked is None else self._parked.step
+        want = self._want
+        if want is None:
+            if held is None:
+                return None  # the first one is named by the trainer's first current()
+            want = held + self.schedule.every
+        return None if want in (held, parked) else want
+
+    def _poll_scheduled(self) -> bool:
+        with self._load_lock:
+            target = self._target()
+            latest = self.store.latest_step()
+            if target is None or latest is None or latest < target:
+                return False
+            loaded = self.store.load(target, **self.searcher_options)
+            if loaded is None or loaded.step != target:
+                raise LookupError(f"{self.store.step_dir(target)}: index {target} is pruned or "
+                                  f"damaged, and the swap schedule needs it")  # fmt: skip
+            tower = load_tower(self.store.root, target)
+            if tower is not None:
+                loaded = dataclasses.replace(loaded, tower=jax.device_put(tower))
+            with self._lock:
+                self._parked = loaded
+        log.info("index %d loaded, waiting for its step", target)
+        return True
+
+    def _swap_to(self, index_step: int, train_step: int) -> bool:
+        """Makes ``index_step`` the index in use if it is held or parked; False if neither."""
+        with self._lock:
+            if self._index is not None and self._index.step == index_step:
+                return True
+            if self._parked is None or self._parked.step != index_step:
+                return False
+            self._index, self._parked = self._parked, None
+            self.swaps.append((train_step, index_step))
+            return True
+
+    def _current_scheduled(self, train_step: int, timeout: float) -> LoadedIndex:
+        need = self.schedule.index_step(train_step)
+        start, slept = time.monotonic(), False  # a wait: the index was not yet published
+        try:
+            while not self._swap_to(need, train_step):
+                self._want = need
+                alive = self.publisher_alive is None or self.publisher_alive()
+                if self._poll_scheduled():
+                    continue
+                if not alive:  # polled once more after it stopped: nothing is coming
+                    raise RuntimeError(f"train step {train_step}: index {need} is not published "
+                                       f"and the refresher has stopped (see its log)")  # fmt: skip
+                if time.monotonic() - start > timeout:
+                    raise TimeoutError(
+                        f"train step {train_step}: index {need} was not published within "
+                        f"{timeout:.0f} s (index.swap_lag={self.schedule.lag}); is the "
+                        f"refresher running?"
+                    )
+                time.sleep(min(0.05, self.poll_seconds))
+                slept = True
+        finally:
+            self._want = None
+        waited = time.monotonic() - start
+        if slept:
+            self.waits.append((train_step, need, waited))
+        if waited > WAIT_LOG_SECONDS:
+            log.info("train step %d waited %.1f s for index %d (index.swap_lag=%d)",
+                     train_step, waited, need, self.schedule.lag)  # fmt: skip
+        return self._index

@@ -72,6 +72,24 @@ class RealmPretrainModel(nn.Module):
         return logits, mlm_logits
 
 
+class EncoderMlmModel(nn.Module):
+    """The knowledge-augmented encoder alone (the MLM warm start): MLM logits of a joint input.
+
+    Its parameters are ``{"encoder": ...}``, the encoder's subtree of ``RealmPretrainModel``, so
+    REALM pre-training starts its encoder from them as they are.
+    """
+
+    config: RealmConfig
+    dtype: Dtype = jnp.float32
+
+    def setup(self):
+        self.encoder = KnowledgeAugEncoder(self.config.bert, self.dtype)
+
+    def __call__(self, joint_ids, joint_mask, joint_type_ids, mlm_positions, deterministic=True):
+        """[batch, joint_len] inputs, [batch, num_masks] positions -> [batch, num_masks, vocab]."""
+        return self.encoder(joint_ids, joint_mask, joint_type_ids, mlm_positions, deterministic)
+
+
 class OpenQAModel(nn.Module):
     """ORQA fine-tuning: retriever logits over a retrieved beam and reader logits on its head."""
 

@@ -3,7 +3,8 @@
 A ``Run`` is one training stage: a config file of ``experiments/configs/`` (with its ``:args``)
 plus overrides, trained into ``<root>/<name>``. A ``Row`` of a table names the fine-tuned open-QA
 run it scores on each dataset and, for Table 2, the pre-training run whose zero-shot retrieval
-recall it reports. Runs come in dependency order (ICT, then REALM, then fine-tuning).
+recall it reports. Runs come in dependency order: ICT (the retriever's warm start), the MLM warm
+start of the encoder, REALM pre-training from both, then fine-tuning.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ TABLES = (1, 2)
 @dataclasses.dataclass(frozen=True)
 class Run:
     name: str  # the workdir under the root
-    stage: str  # ict, realm or openqa
+    stage: str  # ict, mlm, realm or openqa
     config: str  # "<file>.py[:args]" under experiments/configs/
     # Dotted config fields -> values; "{root}" in a string becomes the root directory; a
     # callable gets the root and is called just before the run (a value measured by earlier runs).
@@ -44,10 +45,16 @@ def _openqa(name: str, scale: str, dataset: str, init: dict, *args: str) -> Run:
     return Run(name, "openqa", _file("openqa", scale, *args, squad), init)
 
 
+# REALM pre-training's starting points: the ICT retriever and the MLM-warm-started encoder.
+_REALM_INIT = {"init.ict_workdir": "{root}/ict", "init.mlm_workdir": "{root}/mlm"}
+_ORQA_INIT = {"init.ict_workdir": "{root}/ict"}  # ORQA: the ICT retriever, no REALM pre-training
+
+
 def _pretraining(scale: str) -> list[Run]:
     return [
         Run("ict", "ict", _file("ict", scale)),
-        Run("realm", "realm", _file("realm", scale), {"init.ict_workdir": "{root}/ict"}),
+        Run("mlm", "mlm", _file("mlm", scale)),
+        Run("realm", "realm", _file("realm", scale), dict(_REALM_INIT)),
     ]
 
 
@@ -56,7 +63,7 @@ def table1(scale: str, datasets: tuple[str, ...] = DATASETS) -> tuple[list[Run],
     _check(scale, datasets)
     systems = [
         ("bm25", "BM25 + reader", {}, ("bm25",)),
-        ("orqa", "ORQA (ICT retriever)", {"init.ict_workdir": "{root}/ict"}, ()),
+        ("orqa", "ORQA (ICT retriever)", dict(_ORQA_INIT), ()),
         ("realm", "REALM", {"init.pretrain_workdir": "{root}/realm"}, ()),
     ]
     runs, rows = _pretraining(scale), []
@@ -74,7 +81,12 @@ def _stale_age(root: str) -> int:
 
 
 def table2(scale: str) -> tuple[list[Run], list[Row]]:
-    """REALM's ablations on mini NQ: mixed retriever / encoder, other maskers, a stale index."""
+    """REALM's ablations on mini NQ: mixed retriever / encoder, other maskers, a stale index,
+    and a control run with no gradient into the retriever score f(x, z).
+
+    The ORQA fine-tuning on mini NQ (Table 1's, reused when Table 1 ran under the same root) is
+    trained too, without a row: it is every row's reference for the paired differences.
+    """
     _check(scale, ("mini_nq",))
     d = "mini_nq"
     realm, ict = "{root}/realm", "{root}/ict"
@@ -83,12 +95,15 @@ def table2(scale: str) -> tuple[list[Run], list[Row]]:
         "realm_random_span": {"realm.masker": "random_span"},
         # 30x the steps a refresh took in the main run; no swap before the index is that old.
         "realm_stale": {"index.min_index_age": _stale_age},
+        # The control: the encoder learns as in REALM, the retriever stays at its ICT start.
+        "realm_control": {"realm.retriever_gradient": False},
     }
     runs = _pretraining(scale)
     runs += [
-        Run(name, "realm", _file("realm", scale), {"init.ict_workdir": ict, **over})
+        Run(name, "realm", _file("realm", scale), {**_REALM_INIT, **over})
         for name, over in ablations.items()
     ]
+    runs.append(_openqa("openqa_orqa_nq", scale, d, dict(_ORQA_INIT)))
     fine = {
         "openqa_realm_nq": ({"init.pretrain_workdir": realm}, "realm"),
         "openqa_realm_retriever_nq": (
@@ -108,6 +123,7 @@ def table2(scale: str) -> tuple[list[Run], list[Row]]:
         "openqa_realm_random_token_nq": "random uniform masks",
         "openqa_realm_random_span_nq": "random span masks",
         "openqa_realm_stale_nq": "30x stale MIPS",
+        "openqa_realm_control_nq": "REALM, retriever gradient stopped (control)",
     }
     rows = [Row(labels[name], {d: name}, pretrain=src) for name, (_, src) in fine.items()]
     return runs, rows

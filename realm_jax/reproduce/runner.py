@@ -2,7 +2,8 @@
 
 A finished run leaves ``<root>/<name>/reproduce.json`` (its final metrics and wall time) and is
 skipped when the job is started again; an unfinished one resumes from its last checkpoint (the
-training loop does that). Test-set scores are cached under ``<root>/eval/``.
+training loop does that). Test-set scores are cached under ``<root>/eval/``, with each question's
+outcome beside them under ``<root>/per_question/`` (what the tables' paired intervals resample).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from realm_jax.reproduce.plan import Row, Run, resolve
 from realm_jax.train.model_setup import ConfigError
 
 DONE_FILE = "reproduce.json"
+PER_QUESTION_DIR = "per_question"
+
+
+def reference_run(dataset: str) -> str:
+    """The ORQA run of Table 1 on ``dataset``: every row's reference for paired differences."""
+    return f"openqa_orqa_{dataset.removeprefix('mini_')}"
 
 
 def load_config(configs_dir: str, spec: str) -> ConfigDict:
@@ -52,9 +59,11 @@ def run_config(run: Run, root: str, configs_dir: str, overrides: dict | None = N
 
 
 def _trainer(stage: str):
-    from realm_jax.train import loops
+    from realm_jax.train import loops, mlm_warmstart
 
-    return {"ict": loops.train_ict, "realm": loops.train_realm, "openqa": loops.train_openqa}[stage]
+    trainers = {"ict": loops.train_ict, "mlm": mlm_warmstart.train_mlm,
+                "realm": loops.train_realm, "openqa": loops.train_openqa}  # fmt: skip
+    return trainers[stage]
 
 
 def _read(path: str) -> dict | None:
@@ -62,6 +71,14 @@ def _read(path: str) -> dict | None:
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def read_records(path: str) -> list[dict] | None:
+    """The records of a jsonl file written by ``write_jsonl`` (None: no such file)."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _write(path: str, record: dict) -> None:
@@ -104,25 +121,48 @@ def run_all(
     return seconds
 
 
+def evaluate(
+    root: str, name: str, dataset: str, split: str = "test", max_questions: int | None = None
+) -> dict:
+    """``{exact_match, recall_at_5, n, seconds, per_question}`` of run ``name`` on ``dataset``.
+
+    Cached: ``<root>/eval/<name>.<dataset>.<split>[-sample<n>].json`` holds the scores and
+    ``<root>/per_question/`` the same name with ``.jsonl`` one record per question (see
+    ``openqa_pipeline.per_question_scores``); ``per_question`` is that file's path under root.
+    """
+    from realm_jax.train.evaluate import evaluate_run
+
+    stem = f"{name}.{dataset}.{split}" + (f"-sample{max_questions}" if max_questions else "")
+    cache = os.path.join(root, "eval", f"{stem}.json")
+    per_question = os.path.join(PER_QUESTION_DIR, f"{stem}.jsonl")
+    scores = _read(cache)
+    if scores is None or not os.path.isfile(os.path.join(root, per_question)):
+        print(f"evaluating {name} on {dataset} {split}", flush=True)
+        os.makedirs(os.path.join(root, PER_QUESTION_DIR), exist_ok=True)
+        t0 = time.perf_counter()
+        scores = evaluate_run(os.path.join(root, name), dataset, split, max_questions=max_questions,
+                              per_question_output=os.path.join(root, per_question))  # fmt: skip
+        scores["seconds"] = time.perf_counter() - t0
+        _write(cache, scores)  # last: the cache marks both files finished
+    return scores | {"per_question": per_question}
+
+
 def evaluate_rows(
     rows: list[Row], root: str, split: str = "test", max_questions: int | None = None
 ) -> dict[str, dict[str, dict]]:
-    """``{label: {dataset: {exact_match, recall_at_5, n, seconds}}}`` of each row's runs."""
-    from realm_jax.train.evaluate import evaluate_run
+    """``{label: {dataset: evaluate(...)}}`` of each row's runs."""
+    scores = lambda runs: {d: evaluate(root, name, d, split, max_questions) for d, name in runs}
+    return {row.label: scores(row.runs.items()) for row in rows}
 
-    results: dict[str, dict[str, dict]] = {}
-    for row in rows:
-        results[row.label] = {}
-        for dataset, name in row.runs.items():
-            suffix = f"{split}" + (f"-sample{max_questions}" if max_questions else "")
-            cache = os.path.join(root, "eval", f"{name}.{dataset}.{suffix}.json")
-            scores = _read(cache)
-            if scores is None:
-                print(f"evaluating {name} on {dataset} {split}", flush=True)
-                t0 = time.perf_counter()
-                scores = evaluate_run(os.path.join(root, name), dataset, split,
-                                      max_questions=max_questions)  # fmt: skip
-                scores["seconds"] = time.perf_counter() - t0
-                _write(cache, scores)
-            results[row.label][dataset] = scores
-    return results
+
+def evaluate_references(
+    datasets, root: str, split: str = "test", max_questions: int | None = None
+) -> dict[str, dict | None]:
+    """``{dataset: evaluate(...)}`` of the ORQA reference run of each dataset, or None for a
+    dataset whose reference has not finished training under ``root`` (cached as any run)."""
+    out = {}
+    for d in dict.fromkeys(datasets):
+        name = reference_run(d)
+        done = os.path.isfile(os.path.join(root, name, DONE_FILE))
+        out[d] = evaluate(root, name, d, split, max_questions) if done else None
+    return out

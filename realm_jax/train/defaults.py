@@ -13,7 +13,7 @@ from ml_collections import ConfigDict, config_dict
 
 from realm_jax.data.corpus_files import MINI_PASSAGES
 
-STAGES = ("ict", "realm", "openqa")
+STAGES = ("ict", "mlm", "realm", "openqa")
 
 
 def _path() -> config_dict.FieldReference:
@@ -79,6 +79,9 @@ def base_config(stage: str) -> ConfigDict:
     c.optim.warmup_steps = config_dict.placeholder(int)  # default min(10000, max(100, steps/10))
     c.optim.weight_decay = 0.01
     c.optim.max_grad_norm = 1.0
+    # A regex over parameter paths ("params/encoder/bert/layer_5/..."): only the parameters it
+    # matches (re.search) train, the rest are frozen (no gradient, no decay); empty: all train.
+    c.optim.trainable = ""
 
     c.eval = ConfigDict()
     c.eval.num_batches = 4  # ICT / REALM held-out batches per evaluation
@@ -98,6 +101,13 @@ def _index_section() -> ConfigDict:
     # Async mode: swap a newer index in only once the one in use is this many steps old (the
     # "30x stale MIPS" ablation of Table 2 is 30 x the steps a refresh takes).
     index.min_index_age = 0
+    # Async mode, 0: free-running (an index is swapped in when it arrives, so the index a step
+    # gets depends on machine speed). L > 0: deterministic; step t's batch uses the index of the
+    # newest checkpoint (every checkpoint_every_steps, and step 0) with step <= t - L, the
+    # refresher indexes exactly those checkpoints in order, and a step whose index is late
+    # waits for it (up to swap_timeout seconds, then the run stops with an error).
+    index.swap_lag = 0
+    index.swap_timeout = 3600.0
     index.poll_seconds = 1.0
     index.emb_batch_size = 256
     index.emb_dtype = "float32"
@@ -120,18 +130,49 @@ def ict_config() -> ConfigDict:
     return c
 
 
-def realm_config() -> ConfigDict:
-    """REALM pre-training: salient-span MLM marginalised over retrieved documents."""
-    c = base_config("realm")
-    c.optim.learning_rate = 3e-5
+def _masked_sentences(c: ConfigDict) -> ConfigDict:
+    """The masked-sentence sampler's fields (REALM pre-training and the MLM warm start)."""
     c.realm = ConfigDict()
     c.realm.query_len = 96
-    c.realm.cand_len = 288
-    c.realm.num_candidates = 8  # K, the null document included
     c.realm.max_masks = 10
     c.realm.masker = "salient"  # or the Table 2 ablations "random_token", "random_span"
-    c.realm.joint_marginal = False  # True: the paper's prod_j inside the sum over z
     c.realm.eval_block_percent = 2  # blocks (by uid hash) whose sentences are eval-only
+    # True: only sentences whose masked span another block of the corpus holds (data/evidence.py;
+    # salient masks only): REALM never retrieves a query's own block, so the others teach nothing.
+    c.realm.require_evidence = False
+    return c
+
+
+def mlm_config() -> ConfigDict:
+    """The knowledge-augmented encoder's MLM warm start (our stand-in for BERT's MLM head).
+
+    Salient-span MLM on the corpus with a document as context: ``[CLS] masked sentence [SEP]
+    context [SEP]``, the joint input REALM's encoder reads, where the context is the rest of
+    the sentence's own block (its other sentences), no document (the null document's input) or
+    a random other block. Only ``optim.trainable`` parameters learn, at this stage's own rate.
+    """
+    c = _masked_sentences(base_config("mlm"))
+    c.optim.learning_rate = 1e-4
+    c.mlm = ConfigDict()
+    c.mlm.context_len = 288  # wordpieces of the context input (REALM's cand_len)
+    c.mlm.null_percent = 25  # examples with no context (the null document)
+    c.mlm.random_percent = 25  # examples with a random other block as context
+    # Examples whose context is another block holding the masked span (data/evidence.py), as
+    # REALM's retrieved documents are at best; the rest of its own block where none does.
+    c.mlm.evidence_percent = 0
+    return c
+
+
+def realm_config() -> ConfigDict:
+    """REALM pre-training: salient-span MLM marginalised over retrieved documents."""
+    c = _masked_sentences(base_config("realm"))
+    c.optim.learning_rate = 3e-5
+    c.init.mlm_workdir = _path()  # the encoder (BERT + MLM head) from an MLM warm-start run
+    # False: no gradient into f(x, z) (the control run; the retriever stays as it started).
+    c.realm.retriever_gradient = True
+    c.realm.cand_len = 288
+    c.realm.num_candidates = 8  # K, the null document included
+    c.realm.joint_marginal = False  # True: the paper's prod_j inside the sum over z
     # X, the corpus masked sentences come from (jsonl {title, text}); unset: X = Z (REALM-Wiki).
     c.data.target_corpus = _path()
     c.index = _index_section()
@@ -182,9 +223,13 @@ def shrink_to_tiny(c: ConfigDict) -> ConfigDict:
     c.eval.num_batches, c.eval.num_questions = 1, 8
     c.optim.learning_rate, c.optim.warmup_steps = 1e-3, 1
     c.eval_at_start = False
-    c.index.searcher, c.index.emb_batch_size = "exact", 64
-    c.index.mode, c.index.refresh_every = "sync", 2 if c.stage == "realm" else 0
-    c.index.min_index_age = 0
+    c.optim.trainable = ""
+    if "index" in c:
+        c.index.searcher, c.index.emb_batch_size = "exact", 64
+        c.index.mode, c.index.refresh_every = "sync", 2 if c.stage == "realm" else 0
+        c.index.min_index_age = 0
+    if c.stage == "mlm":
+        c.realm.query_len, c.realm.max_masks, c.mlm.context_len = 24, 4, 64
     if c.stage == "ict":
         c.ict.query_len, c.ict.block_len = 16, 64
     if c.stage == "realm":

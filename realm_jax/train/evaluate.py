@@ -9,7 +9,7 @@ import numpy as np
 from realm_jax.data.jsonl import JsonlError, iter_jsonl, write_jsonl
 from realm_jax.data.openqa import REGEX_CONFIGS, read_questions
 from realm_jax.train.model_setup import ConfigError
-from realm_jax.train.openqa_pipeline import score_predictions
+from realm_jax.train.openqa_pipeline import per_question_scores, score_predictions
 
 
 def read_question_file(path: str, with_answers: bool = False) -> list[dict]:
@@ -51,9 +51,14 @@ def evaluate_run(
     output: str | None = None,
     batch_size: int = 16,
     max_questions: int | None = None,
+    per_question_output: str | None = None,
 ) -> dict[str, float]:
     """EM and recall@5 of an open-QA run on a packaged split or a ``{question, answer}`` file
-    (if given, a fixed sample of ``max_questions`` of them: seed 0, kept in file order)."""
+    (if given, a fixed sample of ``max_questions`` of them: seed 0, kept in file order).
+
+    ``output``: the prediction records (jsonl); ``per_question_output``: one line per scored
+    question, ``{question, answers, prediction, correct, gold_in_top5}`` (``per_question_scores``).
+    """
     if dataset:
         try:
             rows = read_questions(dataset, split)
@@ -68,4 +73,6 @@ def evaluate_run(
     predictions = predict_questions(workdir, [r["question"] for r in rows], batch_size)
     if output:
         write_jsonl(output, predictions)
+    if per_question_output:
+        write_jsonl(per_question_output, per_question_scores(rows, predictions, regex))
     return score_predictions(rows, predictions, regex)

@@ -8,7 +8,12 @@ with the embedder *of the index snapshot*, not with the current one (DESIGN.md 2
 ``SyncIndex``: the trainer re-embeds the corpus every ``refresh_every`` steps (0: never again; a
 frozen index). Deterministic: a resumed run loads the snapshot it had. ``AsyncIndex``: REALM's
 asynchronous refresh; a refresher (thread or spawned process) indexes the trainer's checkpoints
-while training goes on and an ``IndexWatcher`` swaps newer indexes in between steps.
+while training goes on and an ``IndexWatcher`` swaps newer indexes in between steps. Free-running
+(``index.swap_lag`` 0) the index a step gets depends on machine speed; with ``swap_lag`` L > 0
+it follows a ``SwapSchedule`` instead: step t uses the index of the newest checkpoint (taken every
+``checkpoint_every_steps``, step 0 included) at least L steps old, the refresher indexes exactly
+those checkpoints in order, and the trainer waits when one is late. Runs, resumed or not, then
+get the same index at every step.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from realm_jax.index.refresher import RefreshConfig, build_searcher, start_refre
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore, LoadedIndex
 from realm_jax.index.towers import load_tower, prune_towers, save_tower
-from realm_jax.index.watcher import IndexWatcher
+from realm_jax.index.watcher import IndexWatcher, SwapSchedule
 from realm_jax.train.checkpoint import Checkpoints, EmbedderSpec, embedder_params
 from realm_jax.train.parallel import sync
 
@@ -189,32 +194,77 @@ class SyncIndex:
         pass
 
 
+def swap_schedule(index: ConfigDict, checkpoint_every: int) -> SwapSchedule | None:
+    """The schedule ``index.swap_lag`` asks for (None: free-running)."""
+    lag = index.get("swap_lag", 0)
+    return SwapSchedule(lag, checkpoint_every) if lag else None
+
+
+def swap_lag_problem(config: ConfigDict) -> str | None:
+    """Why ``index.swap_lag`` cannot work with the rest of ``config`` (one line), or None."""
+    index, every = config.index, config.checkpoint_every_steps
+    lag = index.get("swap_lag", 0)
+    if lag < 0:
+        return f"index.swap_lag={lag}: must be >= 0 (0: swap indexes in as they arrive)"
+    if not lag:
+        return None
+    if index.mode != "async":
+        return f"index.swap_lag={lag} needs index.mode='async' (sync mode is deterministic)"
+    if index.get("min_index_age", 0):
+        return f"index.swap_lag={lag} and index.min_index_age: set one (both hold indexes back)"
+    # While step t waits for its index, up to ceil(lag / every) newer checkpoints exist (and an
+    # interrupted run's one off the schedule): the refresher must still find the one it needs.
+    ahead = -(-lag // every)
+    keep = config.get("keep_checkpoints")
+    if keep is not None and keep < ahead + 2:
+        return (f"keep_checkpoints={keep} with index.swap_lag={lag} and checkpoint_every_steps="
+                f"{every}: the refresher needs checkpoints up to {ahead + 1} back; keep at least "
+                f"{ahead + 2}")  # fmt: skip
+    if index.keep < ahead + 1:
+        return (f"index.keep={index.keep} with index.swap_lag={lag} and checkpoint_every_steps="
+                f"{every}: indexes are published up to {ahead} ahead of the one in use; keep at "
+                f"least {ahead + 1}")  # fmt: skip
+    return None
+
+
 class AsyncIndex(SyncIndex):
     """REALM's asynchronous refresh: a refresher indexes checkpoints, a watcher swaps them in."""
 
-    def __init__(self, index_dir, spec, store, index, max_len, checkpoint_dir, progress=True):
+    def __init__(self, index_dir, spec, store, index, max_len, checkpoint_dir, progress=True,
+                 checkpoint_every: int = 0):  # fmt: skip
         super().__init__(index_dir, spec, store, index, max_len, progress)
         self.checkpoint_dir = checkpoint_dir
+        self.schedule = swap_schedule(index, checkpoint_every)
         self.watcher: IndexWatcher | None = None
         self.refresher = None
 
     def start(self, step: int, params: dict, seed: Snapshot | None = None) -> Snapshot:
-        super().start(step, params, seed)  # the first index is built synchronously
-        c = self.index
+        c, schedule = self.index, self.schedule
+        if schedule is None or step == 0:
+            super().start(step, params, seed)  # the first index is built synchronously
+        else:  # resuming on a schedule: its index comes from the store or from the refresher
+            if jax.process_index() == 0:
+                self.store.recover()
+            sync("async_index:recovered")
         config = RefreshConfig(
             self.checkpoint_dir, self.store.root, self.blocks.directory, c.searcher,
             c.emb_dtype, c.emb_batch_size, self.max_len, c.keep, c.poll_seconds, progress=False,
+            in_order_every=0 if schedule is None else schedule.every,
         )  # fmt: skip
         if jax.process_index() == 0:  # one refresher per job (or run experiments/refresh.py)
             self.refresher = start_refresher(config, c.refresher, self.blocks)
-        self.watcher = IndexWatcher(self.store, c.poll_seconds, c.min_index_age).start()
-        self.watcher.wait_for_first(timeout=600.0)
+        timeout = c.get("swap_timeout", 3600.0)
+        alive = None if self.refresher is None else self.refresher.is_alive
+        self.watcher = IndexWatcher(self.store, c.poll_seconds, c.min_index_age, schedule=schedule,
+                                    timeout=timeout, publisher_alive=alive).start()  # fmt: skip
+        self.watcher.wait_for_first(600.0 if schedule is None else timeout, train_step=step)
         return self.current(step, params)
 
     def current(self, step: int, params: dict) -> Snapshot:
-        """The newest index the watcher has ready (a reference swap at most, never a wait)."""
+        """The newest index the watcher has ready (a reference swap at most, never a wait); with
+        a swap schedule, the one it names for ``step`` (waiting for it if it is late)."""
         loaded = self.watcher.current(step)
-        if loaded.step != self.snapshot.step:
+        if self.snapshot is None or loaded.step != self.snapshot.step:
             self.snapshot = self._snapshot(loaded)
         return self.snapshot
 
@@ -256,11 +306,13 @@ class AsyncIndex(SyncIndex):
 
 def make_index(
     index: ConfigDict, index_dir: str, spec: EmbedderSpec, store: BlockStore, max_len: int,
-    checkpoint_dir: str, progress: bool = True,
+    checkpoint_dir: str, progress: bool = True, checkpoint_every: int = 0,
 ) -> SyncIndex:  # fmt: skip
-    """A SyncIndex or an AsyncIndex, as ``index.mode`` says."""
+    """A SyncIndex or an AsyncIndex, as ``index.mode`` says (``checkpoint_every``: the trainer's
+    ``checkpoint_every_steps``, which an ``index.swap_lag`` schedule follows)."""
     if index.mode == "sync":
         return SyncIndex(index_dir, spec, store, index, max_len, progress)
     if index.mode == "async":
-        return AsyncIndex(index_dir, spec, store, index, max_len, checkpoint_dir, progress)
+        return AsyncIndex(index_dir, spec, store, index, max_len, checkpoint_dir, progress,
+                          checkpoint_every)  # fmt: skip
     raise ValueError(f"index.mode={index.mode!r}: expected 'sync' or 'async'")

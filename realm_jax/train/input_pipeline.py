@@ -20,6 +20,7 @@ from ml_collections import ConfigDict
 
 from realm_jax.data import documents
 from realm_jax.data.blocks import BlockStore, build_blocks
+from realm_jax.data.evidence import EvidenceIndex
 from realm_jax.data.ict import ict_batch
 from realm_jax.data.jsonl import JsonlError, iter_jsonl
 from realm_jax.data.openqa import SPLIT_SIZES, read_questions
@@ -226,6 +227,22 @@ class MaskedQueries:
         num_eval = max(1, round(len(order) * config.realm.eval_block_percent / 100))
         self.eval_blocks, self.train_blocks = np.sort(order[:num_eval]), np.sort(order[num_eval:])
         self.rows = process_rows(config.batch_size)
+        # Only sentences whose masked span some other block holds (salient masks; see evidence.py).
+        wants_evidence = config.realm.get("require_evidence", False)
+        if wants_evidence and config.realm.masker != "salient":
+            raise ConfigError(
+                f"realm.require_evidence needs realm.masker='salient', not "
+                f"{config.realm.masker!r} (other masks are not one span)"
+            )
+        self.evidence = EvidenceIndex(store) if wants_evidence else None
+
+    def usable(self, masked: MaskedSentence | None) -> bool:
+        """A sentence a span fits in (and, with ``realm.require_evidence``, held elsewhere)."""
+        if masked is None:
+            return False
+        return self.evidence is None or self.evidence.has_evidence_elsewhere(
+            masked.block_index, masked.targets
+        )
 
     def draw(self, rng: np.random.Generator, blocks: np.ndarray, n: int) -> list[MaskedSentence]:
         """``n`` masked sentences from ``blocks``; sentences no span fits in are skipped."""
@@ -237,10 +254,12 @@ class MaskedQueries:
                 self.store, self.spans, pairs, self.tokenizer, rng, r.masker, r.max_masks,
                 r.query_len - 2, self.is_continuation,
             )  # fmt: skip
-            out += [m for m in masked if m is not None][: n - len(out)]
+            out += [m for m in masked if self.usable(m)][: n - len(out)]
             if len(out) == n:
                 return out
-        raise ConfigError(f"realm.max_masks={r.max_masks}: too few sentences have a span that fits")
+        also = " and evidence in another block" if self.evidence else ""
+        raise ConfigError(f"realm.max_masks={r.max_masks}: too few sentences have a span that "
+                          f"fits{also}")  # fmt: skip
 
     def __call__(self, step: int, stream: int = TRAIN) -> list[MaskedSentence]:
         """This process's queries of step ``step`` (held-out blocks when ``stream`` is EVAL)."""

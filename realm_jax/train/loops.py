@@ -31,6 +31,7 @@ from realm_jax.train.indexing import (
     load_snapshot,
     make_index,
     query_tower,
+    swap_lag_problem,
 )
 from realm_jax.train.loop import Stage, host_metrics, run_loop, save_config
 from realm_jax.train.model_setup import (
@@ -87,7 +88,7 @@ def check_config(config: ConfigDict) -> None:
     init = config.init
     if init.bert not in ("random", "minilm") and not os.path.exists(init.bert):
         raise ConfigError(f"init.bert={init.bert!r}: not random/minilm nor an existing path")
-    for key in ("ict_workdir", "pretrain_workdir"):
+    for key in ("ict_workdir", "pretrain_workdir", "mlm_workdir"):
         if init.get(key) and not os.path.isfile(os.path.join(init[key], CONFIG_FILE)):
             raise ConfigError(f"init.{key}={init[key]!r}: not a run directory (no {CONFIG_FILE})")
     if "index" in config and config.index.mode not in ("sync", "async"):
@@ -96,6 +97,8 @@ def check_config(config: ConfigDict) -> None:
     if config.stage == "realm" and index.mode == "sync":
         if index.refresh_every % config.checkpoint_every_steps:  # see indexing.SyncIndex
             raise ConfigError("index.refresh_every must be a multiple of checkpoint_every_steps")
+    if index is not None and (problem := swap_lag_problem(config)):
+        raise ConfigError(problem)
     if config.stage == "openqa":
         o = config.openqa
         if o.retriever not in ("dense", "bm25"):
@@ -124,7 +127,8 @@ def check_workdir(config: ConfigDict, workdir: str) -> None:
                               f"{key}={new!r}; use a new --workdir")  # fmt: skip
 
 
-def _setup(config: ConfigDict, workdir: str, stage: str, spans: bool = False):
+def setup_stage(config: ConfigDict, workdir: str, stage: str, spans: bool = False):
+    """Checks the config and workdir, packs the corpus, builds the model and its step-0 params."""
     config = resolve_config(config, workdir, stage)
     check_workdir(config, workdir)
     tokenizer = _tokenizer()
@@ -162,7 +166,7 @@ def _source_index(workdir: str | None, max_len: int, blocks_dir: str) -> Snapsho
 
 def train_ict(config: ConfigDict, workdir: str) -> dict:
     """ORQA's Inverse Cloze Task; publishes the final retriever's index for the next stages."""
-    config, _, store, model, params, spec = _setup(config, workdir, "ict")
+    config, _, store, model, params, spec = setup_stage(config, workdir, "ict")
     batches = ip.IctBatches(store, config)
     eval_step = make_eval_step(ict_loss_fn(model), ICT_METRICS)
     held_out = [batches(i, ip.EVAL) for i in range(config.eval.num_batches)]
@@ -203,7 +207,9 @@ def retrieval_recall(
 
 def train_realm(config: ConfigDict, workdir: str) -> dict:
     """REALM pre-training against an index refreshed every few hundred steps (sync or async)."""
-    config, tokenizer, store, model, params, spec = _setup(config, workdir, "realm", spans=True)
+    config, tokenizer, store, model, params, spec = setup_stage(
+        config, workdir, "realm", spans=True
+    )
     r, index_cfg = config.realm, config.index
     target = ip.target_config(config)  # X != Z (CC-News): queries from their own block store
     if target is not None:
@@ -213,7 +219,7 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
         x_store, queries = store, ip.MaskedQueries(store, tokenizer, config)
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     index = make_index(index_cfg, os.path.join(workdir, INDEX_DIR), spec, store, r.cand_len,
-                       checkpoint_dir, config.progress)  # fmt: skip
+                       checkpoint_dir, config.progress, config.checkpoint_every_steps)  # fmt: skip
     seed = _source_index(config.init.ict_workdir, r.cand_len, config.data.blocks_dir)
     encoder = QueryEncoder(spec)
     eval_step = make_eval_step(realm_loss_fn(model, r.joint_marginal), REALM_METRICS)
@@ -239,7 +245,7 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
 
     def batch_at(step: int, params: dict) -> dict:
         t0 = time.perf_counter()
-        snapshot = index.current(step, params)  # async: a reference swap, never a wait
+        snapshot = index.current(step, params)  # async: a reference swap (swap_lag: may wait)
         used[step] = snapshot.step, 1e3 * (time.perf_counter() - t0)
         return batch_for(snapshot, params, queries(step))
 
@@ -270,7 +276,8 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
     stage = Stage(
         "realm",
         create_state(config, params),
-        realm_step(model, r.joint_marginal),
+        realm_step(model, r.joint_marginal, trainable=config.optim.trainable,
+                   retriever_gradient=r.retriever_gradient),
         batch_at=batch_at,
         evaluate=evaluate,
         on_start=lambda step, params: index.start(step, params, seed if step == 0 else None),
@@ -318,7 +325,7 @@ def _questions(config: ConfigDict, split: str) -> list[dict]:
 
 def train_openqa(config: ConfigDict, workdir: str) -> dict:
     """ORQA fine-tuning: a frozen index of Z, a trainable query tower, a reader over the beam."""
-    config, tokenizer, store, model, params, spec = _setup(config, workdir, "openqa")
+    config, tokenizer, store, model, params, spec = setup_stage(config, workdir, "openqa")
     o = config.openqa
     snapshot = None
     if o.retriever == "dense":  # frozen: index 0, from the starting doc tower, even on resume

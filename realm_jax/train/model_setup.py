@@ -19,13 +19,14 @@ from ml_collections import ConfigDict
 
 from realm_jax.models.bert import BertConfig, tiny_config
 from realm_jax.models.realm import (
+    EncoderMlmModel,
     OpenQAModel,
     RealmConfig,
     RealmPretrainModel,
     openqa_params_from_pretrained,
 )
 from realm_jax.models.retriever import Retriever
-from realm_jax.train.state import TrainState, bert_adamw
+from realm_jax.train.state import TrainState, bert_adamw, trainable_predicate
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -96,7 +97,9 @@ def stage_model(config: ConfigDict) -> nn.Module:
         return RealmPretrainModel(cfg, dtype)
     if config.stage == "openqa":
         return OpenQAModel(cfg, dtype)
-    raise ConfigError(f"stage={config.stage!r}: expected ict, realm or openqa")
+    if config.stage == "mlm":
+        return EncoderMlmModel(cfg, dtype)
+    raise ConfigError(f"stage={config.stage!r}: expected ict, mlm, realm or openqa")
 
 
 def example_inputs(config: ConfigDict) -> tuple:
@@ -107,6 +110,8 @@ def example_inputs(config: ConfigDict) -> tuple:
         return ids, ids, cands, cands
     if config.stage == "realm":
         return ids, ids, cands, cands, cands, cands, cands, cands, jnp.ones((1, 1), jnp.int32)
+    if config.stage == "mlm":
+        return ids, ids, ids, jnp.ones((1, 1), jnp.int32)
     beam_emb = jnp.zeros((1, 2, config.model.proj_size), jnp.float32)
     return ids, ids, beam_emb, cands, cands, cands, cands
 
@@ -145,6 +150,8 @@ def _bert_paths(config: ConfigDict, params: dict) -> list[tuple[str, ...]]:
     p = params["params"]
     if config.stage == "ict":
         return [(tower, "bert") for tower in ("embedder", "query_embedder") if tower in p]
+    if config.stage == "mlm":
+        return [("encoder", "bert")]
     towers = [
         ("retriever", t, "bert") for t in ("embedder", "query_embedder") if t in p["retriever"]
     ]
@@ -238,6 +245,12 @@ def initial_params(config: ConfigDict, rng: jax.Array) -> tuple[dict, dict]:
         _, ict, step = restore_run_params(config.init.ict_workdir)
         params = set_subtree(params, ("params", "retriever"), _same_towers(ict["params"], params))
         sources["retriever"] = f"{config.init.ict_workdir} step {step}"
+    if config.stage == "realm" and config.init.get("mlm_workdir"):
+        _, warm, step = restore_run_params(config.init.mlm_workdir)
+        if set(warm["params"]) != {"encoder"}:
+            raise ConfigError(f"init.mlm_workdir={config.init.mlm_workdir}: not an MLM run")
+        params = set_subtree(params, ("params", "encoder"), warm["params"]["encoder"])
+        sources["encoder"] = f"{config.init.mlm_workdir} step {step}"
     if config.stage == "openqa":
         params, sources = _openqa_init(config, params, sources)
     return params, sources
@@ -300,10 +313,21 @@ def retriever_source(config: ConfigDict) -> str | None:
     return init.ict_workdir
 
 
+def decayed_predicate(config: ConfigDict):
+    """Which parameter paths the optimiser may move: ``optim.trainable``'s, less the retriever
+    in REALM's control run (``realm.retriever_gradient=False``: its gradient is stopped, and
+    weight decay must not move it either, so it stays exactly the retriever it started from)."""
+    trainable = trainable_predicate(config.optim.get("trainable"))
+    if config.stage == "realm" and not config.realm.get("retriever_gradient", True):
+        return lambda path: trainable(path) and not path.startswith("params/retriever/")
+    return trainable
+
+
 def create_state(config: ConfigDict, params: dict) -> TrainState:
     """A TrainState over ``params`` with BERT's AdamW recipe from ``config.optim``."""
     o = config.optim
     tx = bert_adamw(
-        o.learning_rate, config.num_train_steps, o.warmup_steps, o.weight_decay, o.max_grad_norm
+        o.learning_rate, config.num_train_steps, o.warmup_steps, o.weight_decay, o.max_grad_norm,
+        decayed_predicate(config),
     )
     return TrainState.create(params, tx)

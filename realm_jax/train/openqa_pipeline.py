@@ -19,7 +19,7 @@ from realm_jax.data.blocks import BlockStore, bert_inputs
 from realm_jax.data.packing import continuation_table
 from realm_jax.data.pretraining import openqa_batch
 from realm_jax.data.tokenization import Tokenizer
-from realm_jax.evaluation import evaluate_predictions, has_answer
+from realm_jax.evaluation import evaluate_predictions, has_answer, is_correct
 from realm_jax.index.searcher import Searcher
 from realm_jax.models.realm import OpenQAModel
 from realm_jax.train.indexing import QueryEncoder, query_tower
@@ -215,3 +215,29 @@ def score_predictions(
         "recall_at_5": 100.0 * float(np.mean(hits)) if hits else 0.0,
         "n": em["n"],
     }
+
+
+def per_question_scores(
+    rows: Sequence[dict], predictions: Sequence[dict], is_regex: bool = False
+) -> list[dict]:
+    """What ``score_predictions`` counts, one record per question: ``{question, answers,
+    prediction, correct, gold_in_top5}``, in the order questions first appear in ``rows``.
+
+    Keyed by question text as ``score_predictions`` is (a repeated question is one record with
+    its last answers), so the mean of ``correct`` is its ``exact_match`` / 100 and the mean of
+    ``gold_in_top5`` its ``recall_at_5`` / 100; a question without a prediction is wrong, with
+    prediction None.
+    """
+    references = {r["question"]: r["answers"] for r in rows}
+    by_question = {p["question"]: p for p in predictions}
+    out = []
+    for question, answers in references.items():
+        pred = by_question.get(question)
+        evidence = pred["evidence"][:NUM_EVIDENCE] if pred else []
+        out.append({
+            "question": question, "answers": list(answers),
+            "prediction": pred["prediction"] if pred else None,
+            "correct": pred is not None and is_correct(pred["prediction"], answers, is_regex),
+            "gold_in_top5": any(has_answer(e["text"], answers, is_regex) for e in evidence),
+        })  # fmt: skip
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 import flax.struct
@@ -29,10 +31,29 @@ def bert_learning_rate(
     return schedule
 
 
-def weight_decay_mask(params: Any) -> Any:
-    """BERT skips weight decay on biases and LayerNorm parameters (flax names them bias / scale)."""
+def param_path(path) -> str:
+    """A flattened pytree path as ``"params/encoder/bert/layer_5/..."``."""
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def trainable_predicate(pattern: str | None) -> Callable[[str], bool]:
+    """Which parameters train: those whose ``param_path`` the regex ``pattern`` matches
+    anywhere (``re.search``); empty or None: all of them."""
+    if not pattern:
+        return lambda path: True
+    compiled = re.compile(pattern)
+    return lambda path: compiled.search(path) is not None
+
+
+def weight_decay_mask(params: Any, trainable: Callable[[str], bool] | None = None) -> Any:
+    """BERT skips weight decay on biases and LayerNorm parameters (flax names them bias / scale);
+    frozen parameters (``trainable(path)`` False) are not decayed either, so they stay put."""
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    decay = [getattr(path[-1], "key", None) not in ("bias", "scale") for path, _ in flat]
+    decay = [
+        getattr(path[-1], "key", None) not in ("bias", "scale")
+        and (trainable is None or trainable(param_path(path)))
+        for path, _ in flat
+    ]
     return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(params), decay)
 
 
@@ -42,8 +63,14 @@ def bert_adamw(
     num_warmup_steps: int | None = None,
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
+    trainable: Callable[[str], bool] | None = None,
 ) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW (b1 0.9, b2 0.999, eps 1e-6) on BERT's schedule."""
+    """Global-norm clipping, then AdamW (b1 0.9, b2 0.999, eps 1e-6) on BERT's schedule.
+
+    Frozen parameters get zero gradients (``steps.freeze``): Adam's update of a zero gradient
+    is exactly zero, and ``trainable`` keeps weight decay off them, so they do not move. The
+    optimiser state has the same structure either way (a checkpoint restores into any).
+    """
     if num_warmup_steps is None:
         num_warmup_steps = bert_warmup_steps(num_train_steps)
     return optax.chain(
@@ -54,7 +81,7 @@ def bert_adamw(
             b2=0.999,
             eps=1e-6,
             weight_decay=weight_decay,
-            mask=weight_decay_mask,
+            mask=lambda params: weight_decay_mask(params, trainable),
         ),
     )
 

@@ -12,6 +12,8 @@ Batch keys (all static shapes):
   realm:  query_ids, query_mask [B, Lq]; cand_ids, cand_mask, cand_type_ids [B, K, Lc];
           cand_valid [B, K] (candidate 0 is the null document); joint_ids, joint_mask,
           joint_type_ids [B, K, Lj]; mlm_positions, mlm_targets, mlm_mask [B, max_masks]
+  mlm:    joint_ids, joint_mask, joint_type_ids [B, Lj]; mlm_positions, mlm_targets, mlm_mask
+          [B, max_masks] (the REALM joint input with one context per example)
   openqa: question_ids, question_mask [B, Lq]; beam_emb [B, beam, D]; beam_valid, beam_correct
           [B, beam]; reader_ids, reader_mask, reader_type_ids, reader_block_mask [B, R, Lr];
           gold_starts, gold_ends [B, R, num_answers] (-1 pads)
@@ -25,10 +27,10 @@ import jax
 import jax.numpy as jnp
 
 from realm_jax import losses
-from realm_jax.models.realm import OpenQAModel, RealmPretrainModel
+from realm_jax.models.realm import EncoderMlmModel, OpenQAModel, RealmPretrainModel
 from realm_jax.models.retriever import Retriever
 from realm_jax.train.parallel import AXIS
-from realm_jax.train.state import TrainState
+from realm_jax.train.state import TrainState, param_path, trainable_predicate
 
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -39,6 +41,7 @@ REALM_METRICS = {
     "retrieval_utility": ("retrieval_utility_sum", "num_masks"),
     "mlm_accuracy": ("mlm_correct_sum", "num_masks"),
 }
+MLM_METRICS = {"loss": ("nll_sum", "num_masks"), "mlm_accuracy": ("mlm_correct_sum", "num_masks")}
 OPENQA_METRICS = {
     "loss": ("loss_sum", "num_examples"),
     "retriever_loss": ("retriever_loss_sum", "num_examples"),
@@ -70,8 +73,29 @@ def ict_loss_fn(model: Retriever) -> LossFn:
     return loss_fn
 
 
-def realm_loss_fn(model: RealmPretrainModel, joint: bool = False) -> LossFn:
-    """(params, batch, rngs, deterministic) -> REALM's marginal MLM loss and sums."""
+def mlm_loss_fn(model: EncoderMlmModel) -> LossFn:
+    """(params, batch, rngs, deterministic) -> the encoder's MLM loss on one context per example."""
+
+    def loss_fn(params, batch, rngs, deterministic):
+        logits = model.apply(
+            params,
+            *(batch[k] for k in ("joint_ids", "joint_mask", "joint_type_ids", "mlm_positions")),
+            deterministic=deterministic,
+            rngs=rngs,
+        )
+        return losses.mlm_loss(logits, batch["mlm_targets"], batch["mlm_mask"])
+
+    return loss_fn
+
+
+def realm_loss_fn(
+    model: RealmPretrainModel, joint: bool = False, retriever_gradient: bool = True
+) -> LossFn:
+    """(params, batch, rngs, deterministic) -> REALM's marginal MLM loss and sums.
+
+    ``retriever_gradient=False`` stops the gradient into f(x, z) (the control run): the encoder
+    still learns from the retrieved documents, the retriever does not learn at all.
+    """
 
     def loss_fn(params, batch, rngs, deterministic):
         logits, mlm_logits = model.apply(
@@ -82,6 +106,8 @@ def realm_loss_fn(model: RealmPretrainModel, joint: bool = False) -> LossFn:
             deterministic=deterministic,
             rngs=rngs,
         )
+        if not retriever_gradient:
+            logits = jax.lax.stop_gradient(logits)
         return losses.realm_mlm_loss(
             logits,
             batch["cand_valid"],
@@ -132,17 +158,31 @@ def _dropout_rngs(rng: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
     return {"dropout": rng}
 
 
+def freeze(params, trainable: Callable[[str], bool]):
+    """``params`` with the gradient stopped at every leaf ``trainable`` rejects (so XLA drops
+    the backward pass below the lowest trainable layer)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: p if trainable(param_path(path)) else jax.lax.stop_gradient(p), params
+    )
+
+
 def make_train_step(
-    loss_fn: LossFn, spec: dict[str, tuple[str, str]], donate: bool = True
-) -> Callable:
-    """Pmapped ``step(state, batch, rng) -> (new_state, metrics)`` minimising ``spec['loss']``."""
+    loss_fn: LossFn, spec: dict[str, tuple[str, str]], donate: bool = True,
+    trainable: str | None = None,
+) -> Callable:  # fmt: skip
+    """Pmapped ``step(state, batch, rng) -> (new_state, metrics)`` minimising ``spec['loss']``.
+
+    ``trainable``: a regex over parameter paths (``trainable_predicate``); the others get no
+    gradient (the optimiser also leaves them undecayed: ``state.bert_adamw(trainable=...)``).
+    """
     num_key, den_key = spec["loss"]
+    is_trainable = trainable_predicate(trainable)
 
     def step(state: TrainState, batch: dict, rng: jax.Array):
         rngs = _dropout_rngs(rng, state.step)
 
         def objective(params):
-            _, sums = loss_fn(params, batch, rngs, deterministic=False)
+            _, sums = loss_fn(freeze(params, is_trainable), batch, rngs, deterministic=False)
             # This device's share of the global mean; pmean below turns shares into the mean.
             global_count = jax.lax.psum(sums[den_key], AXIS)
             scale = jax.lax.psum(1, AXIS) / jnp.maximum(global_count, 1.0)
@@ -170,9 +210,18 @@ def ict_step(model: Retriever, donate: bool = True) -> Callable:
     return make_train_step(ict_loss_fn(model), ICT_METRICS, donate)
 
 
-def realm_step(model: RealmPretrainModel, joint: bool = False, donate: bool = True) -> Callable:
+def realm_step(
+    model: RealmPretrainModel, joint: bool = False, donate: bool = True,
+    trainable: str | None = None, retriever_gradient: bool = True,
+) -> Callable:  # fmt: skip
     """The pmapped REALM pre-training step (marginal MLM likelihood over K candidates)."""
-    return make_train_step(realm_loss_fn(model, joint), REALM_METRICS, donate)
+    loss_fn = realm_loss_fn(model, joint, retriever_gradient)
+    return make_train_step(loss_fn, REALM_METRICS, donate, trainable)
+
+
+def mlm_step(model: EncoderMlmModel, donate: bool = True, trainable: str | None = None):
+    """The pmapped MLM warm-start step of the knowledge-augmented encoder."""
+    return make_train_step(mlm_loss_fn(model), MLM_METRICS, donate, trainable)
 
 
 def openqa_step(model: OpenQAModel, donate: bool = True) -> Callable:

@@ -1,0 +1,156 @@
+"""The MLM warm start of the knowledge-augmented encoder, and the gate REALM needs it to pass.
+
+all-MiniLM-L6-v2 ships no MLM head, so REALM's encoder would start with a random one and
+p(y|x, z) would hardly depend on z: the retriever's gradient would be noise. This stage is our
+stand-in for BERT's released MLM head. It trains ``EncoderMlmModel`` (the encoder subtree of
+REALM's model) on salient-span masked sentences of the corpus with a document as context,
+``[CLS] masked sentence [SEP] context [SEP]``: the rest of the sentence's own block (its other
+sentences), the null document, a random other block, or another block that holds the masked span
+(``mlm.null_percent`` / ``random_percent`` / ``evidence_percent``, the rest own-block), drawn per
+example from ``[seed, CONTEXT, step]``.
+
+The gate is measured on held-out blocks (``realm.eval_block_percent``, no questions):
+``mlm_accuracy`` is the held-out accuracy with the own-block context; ``oracle_utility`` the mean
+over masked wordpieces of log p(y|x, a block that contains y) - log p(y|x, null document), over
+the held-out sentences for which some block holds the masked span (the rest of their own block
+if it does, else the first other block that does; ``oracle_fraction`` of them), and
+``oracle_mlm_accuracy`` the accuracy with that block as context.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from realm_jax import losses
+from realm_jax.data.evidence import EvidenceIndex, contains_sequence
+from realm_jax.data.pretraining import block_rest, mlm_batch
+from realm_jax.train import input_pipeline as ip
+from realm_jax.train.loop import Stage, run_loop
+from realm_jax.train.loops import setup_stage
+from realm_jax.train.model_setup import ConfigError, create_state
+from realm_jax.train.steps import mlm_step
+
+CONTEXT = 3  # seed stream of the context choices (input_pipeline uses 0-2)
+OWN, NULL, RANDOM, EVIDENCE = 0, 1, 2, 3
+
+
+def context_kinds(rng: np.random.Generator, n: int, null_percent: int, random_percent: int,
+                  evidence_percent: int = 0):  # fmt: skip
+    """``n`` context kinds (OWN / NULL / RANDOM / EVIDENCE) drawn with the given percentages."""
+    others = (null_percent, random_percent, evidence_percent)
+    if min(others) < 0 or sum(others) > 100:
+        raise ConfigError(
+            f"mlm.null_percent={null_percent}, random_percent={random_percent}, "
+            f"evidence_percent={evidence_percent}: each >= 0, together <= 100"
+        )
+    p = np.array([100 - sum(others), *others]) / 100
+    return rng.choice(4, size=n, p=p)
+
+
+def oracle_context(store, evidence: EvidenceIndex, masked) -> np.ndarray | None:
+    """A block body holding ``masked``'s span: the rest of its own block if that does, else the
+    first other block that does; None if no block does."""
+    own = block_rest(store, masked.block_index, masked.sentence_index)
+    if contains_sequence(own, masked.targets):
+        return own
+    others = evidence.blocks_with(masked.targets, exclude=masked.block_index)
+    return store.token_ids(int(others[0])) if len(others) else None
+
+
+class MlmBatches:
+    """The MLM batch of step ``i``: masked sentences (``MaskedQueries``) and their contexts."""
+
+    def __init__(self, store, queries: ip.MaskedQueries, config: ConfigDict):
+        self.store, self.queries, self.config = store, queries, config
+        self.evidence = queries.evidence or EvidenceIndex(store)
+
+    def contexts(self, masked, kinds: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        out = []
+        for q, kind in zip(masked, kinds, strict=True):
+            if kind == OWN:
+                out.append(block_rest(self.store, q.block_index, q.sentence_index))
+            elif kind == NULL:
+                out.append(np.zeros(0, np.int32))
+            elif kind == EVIDENCE:
+                found = self.evidence.blocks_with(q.targets, exclude=q.block_index)
+                if len(found):
+                    out.append(self.store.token_ids(int(found[rng.integers(len(found))])))
+                else:
+                    out.append(block_rest(self.store, q.block_index, q.sentence_index))
+            else:
+                other = int(rng.integers(len(self.store) - 1))
+                other += other >= q.block_index  # any block but the sentence's own
+                out.append(self.store.token_ids(other))
+        return out
+
+    def batch(self, masked, contexts) -> dict[str, np.ndarray]:
+        r = self.config.realm
+        return mlm_batch(self.store, masked, contexts, r.query_len, self.config.mlm.context_len,
+                         r.max_masks)  # fmt: skip
+
+    def __call__(self, step: int) -> dict[str, np.ndarray]:
+        masked = self.queries(step)
+        rng = np.random.default_rng([self.config.seed, CONTEXT, step, jax.process_index()])
+        m = self.config.mlm
+        kinds = context_kinds(rng, len(masked), m.null_percent, m.random_percent,
+                              m.get("evidence_percent", 0))  # fmt: skip
+        return self.batch(masked, self.contexts(masked, kinds, rng))
+
+
+def gate_metrics(own, oracle, null, mask, has_y) -> dict:
+    """The gate's figures from (gold log-probs, hits) pairs of arrays [n, max_masks] (numpy) for
+    the own-block, oracle and null contexts, ``mask`` (real masks) and ``has_y`` [n] (some block
+    holds the masked span: the oracle subset; its oracle context is that block)."""
+    mask = mask.astype(bool)
+    subset = mask & has_y[:, None]
+    mean = lambda x, m: float(np.sum(x * m) / max(np.sum(m), 1))
+    return {
+        "loss": -mean(own[0], mask),
+        "mlm_accuracy": mean(own[1], mask),
+        "null_loss": -mean(null[0], mask),
+        "null_mlm_accuracy": mean(null[1], mask),
+        "oracle_utility": mean(oracle[0] - null[0], subset),
+        "oracle_mlm_accuracy": mean(oracle[1], subset),
+        "oracle_fraction": float(np.mean(has_y)),
+        "num_masks": float(np.sum(mask)),
+    }
+
+
+def train_mlm(config: ConfigDict, workdir: str) -> dict:
+    """Trains the encoder's MLM head (and ``optim.trainable`` layers); evaluates the gate."""
+    config, tokenizer, store, model, params, _ = setup_stage(config, workdir, "mlm", spans=True)
+    queries = ip.MaskedQueries(store, tokenizer, config)
+    batches = MlmBatches(store, queries, config)
+
+    @jax.jit
+    def score(params, batch):  # one device: [n, max_masks] gold log-probs and hits
+        keys = ("joint_ids", "joint_mask", "joint_type_ids", "mlm_positions")
+        logits = model.apply(params, *(batch[k] for k in keys))
+        gold = losses.gold_log_probs(logits, batch["mlm_targets"])
+        return gold, jnp.argmax(logits, -1) == batch["mlm_targets"]
+
+    held_out = [queries(i, ip.EVAL) for i in range(config.eval.num_batches)]
+    held_out = [q for qs in held_out for q in qs]
+    own = [block_rest(store, q.block_index, q.sentence_index) for q in held_out]
+    oracle = [oracle_context(store, batches.evidence, q) for q in held_out]
+    has_y = np.array([c is not None for c in oracle])
+    empty = np.zeros(0, np.int32)
+    oracle = [empty if c is None else c for c in oracle]
+    eval_batches = [batches.batch(held_out, c) for c in (own, oracle, [empty] * len(held_out))]
+
+    def evaluate(step: int, params: dict) -> dict:
+        own, oracle, null = ([np.asarray(x) for x in score(params, b)] for b in eval_batches)
+        return gate_metrics(own, oracle, null, eval_batches[0]["mlm_mask"], has_y)
+
+    trainable = config.optim.trainable
+    stage = Stage(
+        "mlm",
+        create_state(config, params),
+        mlm_step(model, trainable=trainable),
+        batch_at=lambda step, params: batches(step),
+        evaluate=evaluate,  # no embedder_spec: this stage has no retriever to index
+    )
+    return run_loop(config, workdir, stage)

@@ -1,0 +1,100 @@
+"""The MLM warm start of the knowledge-augmented encoder: a tiny run trains only the parameters
+``optim.trainable`` names and reports the gate; REALM pre-training starts its encoder from it."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from realm_jax.data.evidence import EvidenceIndex
+from realm_jax.train import defaults, loops, model_setup
+from realm_jax.train import input_pipeline as ip
+from realm_jax.train.mlm_warmstart import context_kinds, gate_metrics, train_mlm
+from realm_jax.train.model_setup import (
+    ConfigError,
+    initial_params,
+    read_run_config,
+    restore_run_params,
+)
+from realm_jax.train.state import param_path
+
+GATE_KEYS = {"mlm_accuracy", "oracle_utility", "oracle_mlm_accuracy", "null_mlm_accuracy",
+             "oracle_fraction", "loss", "null_loss", "num_masks"}  # fmt: skip
+
+
+def test_gate_metrics_on_hand_made_scores():
+    mask = np.array([[1, 1], [1, 0], [1, 1]])
+    has_y = np.array([True, False, True])
+    own = (np.log(np.full((3, 2), 0.5)), np.array([[1, 0], [1, 0], [0, 0]]))
+    oracle = (np.log(np.full((3, 2), 0.8)), np.array([[1, 1], [0, 0], [1, 0]]))
+    null = (np.log(np.full((3, 2), 0.2)), np.zeros((3, 2)))
+    gate = gate_metrics(own, oracle, null, mask, has_y)
+    assert gate["mlm_accuracy"] == pytest.approx(2 / 5)  # hits over the 5 real masks
+    assert gate["oracle_mlm_accuracy"] == pytest.approx(3 / 4)  # rows 0 and 2 only
+    assert gate["oracle_utility"] == pytest.approx(np.log(0.8 / 0.2))
+    assert gate["oracle_fraction"] == pytest.approx(2 / 3) and gate["num_masks"] == 5
+
+
+def test_context_kinds_follow_the_percentages():
+    kinds = context_kinds(np.random.default_rng(0), 4000, 25, 25, 30)
+    counts = np.bincount(kinds, minlength=4) / 4000  # own, null, random, evidence
+    np.testing.assert_allclose(counts, [0.2, 0.25, 0.25, 0.3], atol=0.03)  # ~4 sigma at n=4000
+    with pytest.raises(ConfigError, match="together <= 100"):
+        context_kinds(np.random.default_rng(0), 4, 60, 30, 20)
+
+
+def test_tiny_mlm_run_then_realm_starts_its_encoder_from_it(tmp_path, monkeypatch):
+    mlm = defaults.shrink_to_tiny(defaults.mlm_config())
+    mlm.optim.trainable = r"encoder/(mlm_head|bert/layer_1)/"
+    mlm.mlm.evidence_percent = 25
+    mlm.eval.num_batches = 2
+    metrics = train_mlm(mlm, str(tmp_path / "mlm"))
+    assert GATE_KEYS <= set(metrics) and all(np.isfinite(list(metrics.values())))
+    assert 0 < metrics["oracle_fraction"] <= 1  # some held-out spans are held by some block
+    with open(tmp_path / "mlm" / "metrics.jsonl", encoding="utf-8") as f:
+        evals = [r for r in map(json.loads, f) if r["split"] == "eval"]
+    assert evals[-1]["step"] == mlm.num_train_steps and "oracle_utility" in evals[-1]
+
+    config = read_run_config(str(tmp_path / "mlm"))
+    start, _ = initial_params(config, jax.random.PRNGKey(config.seed))  # what the run began from
+    _, end, _ = restore_run_params(str(tmp_path / "mlm"))
+    flat = jax.tree_util.tree_flatten_with_path(start)[0]
+    for (path, before), after in zip(flat, jax.tree_util.tree_leaves(end), strict=True):
+        name = param_path(path)
+        if "mlm_head" not in name and "layer_1/" not in name:
+            np.testing.assert_array_equal(before, after, err_msg=name)  # frozen: bit for bit
+
+    realm = defaults.shrink_to_tiny(defaults.realm_config())
+    realm.init.mlm_workdir = str(tmp_path / "mlm")
+    realm.num_train_steps = 0
+    loops.train_realm(realm, str(tmp_path / "realm"))
+    config = read_run_config(str(tmp_path / "realm"))
+    realm_params, _ = initial_params(config, jax.random.PRNGKey(config.seed))
+    for a, b in zip(jax.tree_util.tree_leaves(realm_params["params"]["encoder"]),
+                    jax.tree_util.tree_leaves(end["params"]["encoder"]), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+
+    # A run directory of another stage (its params have no lone "encoder") is refused.
+    bad = defaults.shrink_to_tiny(defaults.realm_config())
+    bad.init.mlm_workdir = str(tmp_path / "realm")
+    not_mlm = lambda workdir, step=None: (None, {"params": {"retriever": {}, "encoder": {}}}, 0)
+    monkeypatch.setattr(model_setup, "restore_run_params", not_mlm)
+    with pytest.raises(ConfigError, match="realm: not an MLM run"):
+        loops.train_realm(bad, str(tmp_path / "realm2"))
+    assert not os.path.exists(tmp_path / "realm2")  # a failed set-up leaves no workdir
+
+
+def test_require_evidence_draws_only_sentences_held_elsewhere(tmp_path, tokenizer):
+    config = defaults.shrink_to_tiny(defaults.realm_config())
+    config.realm.require_evidence = True
+    store = ip.prepare_blocks(config, str(tmp_path / "blocks"), tokenizer, salient_spans=True)
+    queries = ip.MaskedQueries(store, tokenizer, config)
+    scan = EvidenceIndex(store)
+    drawn = [q for step in range(6) for q in queries(step)]
+    assert len(drawn) == 6 * config.batch_size
+    assert all(scan.has_evidence_elsewhere(q.block_index, q.targets) for q in drawn)
+    config.realm.masker = "random_token"
+    with pytest.raises(ConfigError, match="realm.require_evidence needs realm.masker='salient'"):
+        ip.MaskedQueries(store, tokenizer, config)
