@@ -82,6 +82,10 @@ def base_config(stage: str) -> ConfigDict:
     # A regex over parameter paths ("params/encoder/bert/layer_5/..."): only the parameters it
     # matches (re.search) train, the rest are frozen (no gradient, no decay); empty: all train.
     c.optim.trainable = ""
+    # The parameters this regex matches take steps lr_scale times larger (e.g. a head that
+    # starts random beside pretrained layers); empty: one learning rate for all.
+    c.optim.lr_scaled = ""
+    c.optim.lr_scale = 1.0
 
     c.eval = ConfigDict()
     c.eval.num_batches = 4  # ICT / REALM held-out batches per evaluation

@@ -26,7 +26,12 @@ from realm_jax.models.realm import (
     openqa_params_from_pretrained,
 )
 from realm_jax.models.retriever import Retriever
-from realm_jax.train.state import TrainState, bert_adamw, trainable_predicate
+from realm_jax.train.state import (
+    TrainState,
+    bert_adamw,
+    lr_scale_predicate,
+    trainable_predicate,
+)
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -210,7 +215,7 @@ def restore_run_params(workdir: str, step: int | None = None) -> tuple[ConfigDic
 
     config = read_run_config(workdir)
     shapes = abstract_params(config)
-    tx = bert_adamw(1.0, 1)  # only the optimiser state's structure matters
+    tx = optimizer_template(config)  # only the optimiser state's structure matters
     zeros = lambda s: np.zeros(s.shape, s.dtype)
     template = TrainState(
         step=np.zeros((), np.int32),
@@ -323,11 +328,22 @@ def decayed_predicate(config: ConfigDict):
     return trainable
 
 
+def _lr_scale(config: ConfigDict):
+    o = config.optim
+    return lr_scale_predicate(o.get("lr_scaled"), o.get("lr_scale", 1.0))
+
+
+def optimizer_template(config: ConfigDict):
+    """An optimiser whose state has the structure of ``config``'s (to restore checkpoints)."""
+    return bert_adamw(1.0, 1, lr_scale=_lr_scale(config))
+
+
 def create_state(config: ConfigDict, params: dict) -> TrainState:
     """A TrainState over ``params`` with BERT's AdamW recipe from ``config.optim``."""
     o = config.optim
     tx = bert_adamw(
         o.learning_rate, config.num_train_steps, o.warmup_steps, o.weight_decay, o.max_grad_norm,
         decayed_predicate(config),
+        _lr_scale(config),
     )
     return TrainState.create(params, tx)

@@ -64,15 +64,18 @@ def bert_adamw(
     weight_decay: float = 0.01,
     max_grad_norm: float = 1.0,
     trainable: Callable[[str], bool] | None = None,
+    lr_scale: Callable[[str], float] | None = None,
 ) -> optax.GradientTransformation:
     """Global-norm clipping, then AdamW (b1 0.9, b2 0.999, eps 1e-6) on BERT's schedule.
 
     Frozen parameters get zero gradients (``steps.freeze``): Adam's update of a zero gradient
     is exactly zero, and ``trainable`` keeps weight decay off them, so they do not move. The
     optimiser state has the same structure either way (a checkpoint restores into any).
+    ``lr_scale(path)``: a factor on the step of each parameter (its learning rate times it).
     """
     if num_warmup_steps is None:
         num_warmup_steps = bert_warmup_steps(num_train_steps)
+    scaled = [] if lr_scale is None else [scale_by_path(lr_scale)]
     return optax.chain(
         optax.clip_by_global_norm(max_grad_norm),
         optax.adamw(
@@ -83,7 +86,28 @@ def bert_adamw(
             weight_decay=weight_decay,
             mask=lambda params: weight_decay_mask(params, trainable),
         ),
+        *scaled,
     )
+
+
+def scale_by_path(factor: Callable[[str], float]) -> optax.GradientTransformation:
+    """Multiplies each parameter's update by ``factor(param_path)`` (stateless)."""
+
+    def update(updates, state, params=None):
+        del params
+        scale = lambda path, u: u if (f := factor(param_path(path))) == 1.0 else u * f
+        return jax.tree_util.tree_map_with_path(scale, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def lr_scale_predicate(pattern: str | None, factor: float) -> Callable[[str], float] | None:
+    """``factor`` for the parameter paths the regex ``pattern`` matches, 1 elsewhere (None: no
+    pattern or factor 1)."""
+    if not pattern or factor == 1.0:
+        return None
+    compiled = re.compile(pattern)
+    return lambda path: factor if compiled.search(path) else 1.0
 
 
 class TrainState(flax.struct.PyTreeNode):

@@ -11,7 +11,13 @@ from ml_collections import ConfigDict
 
 from realm_jax.train.model_setup import decayed_predicate
 from realm_jax.train.parallel import replicate, shard, unreplicate
-from realm_jax.train.state import TrainState, bert_adamw, param_path, trainable_predicate
+from realm_jax.train.state import (
+    TrainState,
+    bert_adamw,
+    lr_scale_predicate,
+    param_path,
+    trainable_predicate,
+)
 from realm_jax.train.steps import realm_step
 
 STEPS = 3
@@ -72,3 +78,18 @@ def test_the_control_run_leaves_the_retriever_exactly_as_it_started(
     config.realm.retriever_gradient = True
     moved = _moved(params, _train(model, params, batches, full, decayed_predicate(config)))
     assert any(m for p, m in moved.items() if p.startswith("params/retriever/"))
+
+
+def test_lr_scale_multiplies_the_steps_of_the_matched_parameters():
+    params = {"params": {"head": {"kernel": np.ones(3)}, "bert": {"kernel": np.ones(3)}}}
+    grads = jax.tree_util.tree_map(lambda p: np.array([0.5, -1.0, 2.0]), params)
+    plain = bert_adamw(1e-3, 10, 1)
+    scaled = bert_adamw(1e-3, 10, 1, lr_scale=lr_scale_predicate("/head/", 10.0))
+    base, _ = plain.update(grads, plain.init(params), params)
+    more, _ = scaled.update(grads, scaled.init(params), params)
+    # float32 products: one rounding apart at most (~1e-7 relative).
+    np.testing.assert_allclose(more["params"]["head"]["kernel"],
+                               10.0 * base["params"]["head"]["kernel"], rtol=1e-6)  # fmt: skip
+    bert = more["params"]["bert"]["kernel"], base["params"]["bert"]["kernel"]
+    np.testing.assert_array_equal(*bert)
+    assert lr_scale_predicate("", 10.0) is None and lr_scale_predicate("x", 1.0) is None

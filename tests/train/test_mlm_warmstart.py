@@ -49,6 +49,7 @@ def test_tiny_mlm_run_then_realm_starts_its_encoder_from_it(tmp_path, monkeypatc
     mlm = defaults.shrink_to_tiny(defaults.mlm_config())
     mlm.optim.trainable = r"encoder/(mlm_head|bert/layer_1)/"
     mlm.mlm.evidence_percent = 25
+    mlm.optim.lr_scaled, mlm.optim.lr_scale = "encoder/mlm_head/", 5.0  # restores all the same
     mlm.eval.num_batches = 2
     metrics = train_mlm(mlm, str(tmp_path / "mlm"))
     assert GATE_KEYS <= set(metrics) and all(np.isfinite(list(metrics.values())))
