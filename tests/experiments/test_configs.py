@@ -18,10 +18,10 @@ from realm_jax.train.model_setup import param_counts
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(REPO, "experiments", "configs")
 FULL = ["ict_wiki", "realm_wiki", "realm_ccnews", "openqa_nq", "openqa_wq", "openqa_ct"]
-MINI = ["ict_mini", "realm_mini", "openqa_mini"]
+MINI = ["ict_mini", "mlm_mini", "realm_mini", "openqa_mini"]
 RELEASED = ["openqa_nq_released", "openqa_wq_released", "realm_ccnews_released"]
 DEMO = ["openqa_facts"]  # the product demo (tests/product)
-SCRIPT = {"ict": "ict.py", "realm": "pretrain.py", "openqa": "finetune.py"}
+SCRIPT = {"ict": "ict.py", "mlm": "mlm.py", "realm": "pretrain.py", "openqa": "finetune.py"}
 BERT_BASE = 109_482_240  # 12 layers x 768, 30522 words, with the pooler
 EMBEDDER = BERT_BASE + 768 * 128 + 128 + 2 * 128  # + projection to 128 and its LayerNorm
 ENCODER = BERT_BASE + 768 * 768 + 768 + 2 * 768 + 30522  # + MLM transform, LayerNorm, bias
@@ -114,7 +114,7 @@ def test_mini_configs_start_from_minilm(name):
 
 
 def test_tiny_switch_shrinks_and_shares_one_block_cache(tmp_path):
-    configs = [load("ict_mini").get_config("tiny"), load("realm_mini").get_config("tiny")]
+    configs = [load(n).get_config("tiny") for n in ("ict_mini", "mlm_mini", "realm_mini")]
     configs += [load("openqa_mini").get_config(a) for a in ("tiny", "tiny,bm25")]
     dirs = {input_pipeline.blocks_dir(c, str(tmp_path / c.stage)) for c in configs}
     assert len(dirs) == 1  # same corpus fields: the stages pack the corpus once
