@@ -231,7 +231,7 @@ def shrink_to_tiny(c: ConfigDict) -> ConfigDict:
     if "index" in c:
         c.index.searcher, c.index.emb_batch_size = "exact", 64
         c.index.mode, c.index.refresh_every = "sync", 2 if c.stage == "realm" else 0
-        c.index.min_index_age = 0
+        c.index.min_index_age = c.index.swap_lag = 0
     if c.stage == "mlm":
         c.realm.query_len, c.realm.max_masks, c.mlm.context_len = 24, 4, 64
     if c.stage == "ict":
