@@ -35,6 +35,10 @@ flags.DEFINE_integer("max_len", 288, "Block length the document tower sees.")
 flags.DEFINE_integer("keep", 3, "Published indexes kept.")
 flags.DEFINE_float("poll_seconds", 1.0, "Seconds between checkpoint polls.")
 flags.DEFINE_bool("progress", True, "Progress bar while embedding (only on a terminal).")
+flags.DEFINE_integer(
+    "in_order_every", 0, "Beside a trainer with index.swap_lag: its checkpoint_every_steps (index "
+    "every such checkpoint, oldest first); 0: the newest checkpoint first."
+)
 distributed.define_flags()
 flags.DEFINE_integer("shard_rows", SHARD_ROWS, "Blocks per embedding shard (the unit of resuming).")
 
@@ -45,7 +49,7 @@ def main(argv):
     distributed.initialize_from_flags()
     config = RefreshConfig(
         f.checkpoint_dir, f.index_dir, f.blocks, f.searcher, f.emb_dtype, f.batch_size,
-        f.max_len, f.keep, f.poll_seconds, f.progress, f.shard_rows,
+        f.max_len, f.keep, f.poll_seconds, f.progress, f.shard_rows, f.in_order_every,
     )  # fmt: skip
     import jax
 

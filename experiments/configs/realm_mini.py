@@ -11,9 +11,10 @@ no refresh at all: ``--config.index.mode=sync --config.index.refresh_every=0``.
 Time here (2 cores, nothing else running, XLA_FLAGS unset; measured 2026-11-23): 7.4 s a step
 alone, ~15 s while the refresher thread re-embeds the 6,967 blocks beside it (a refresh takes
 ~20 steps of training, so the index lags ~20 steps, the paper's ~500-step lag scaled down; the
-swap schedule below fixes that lag at 20); packing the corpus with spaCy's salient spans ~1.5 min
-once; the final refresh ~2 min. 30 steps ~10 min in all. MiniLM ships no MLM head: the encoder
-starts from the MLM warm start (mlm_mini.py) when init.mlm_workdir is set, as make reproduce does.
+swap schedule below fixes the lag instead: steps 20-29 use the index of step 10); packing the
+corpus with spaCy's salient spans ~1.5 min once; the final refresh ~2 min. 30 steps ~10 min in
+all. MiniLM ships no MLM head: the encoder starts from the MLM warm start (mlm_mini.py) when
+init.mlm_workdir is set, as make reproduce does.
 What was scaled and why (DESIGN.md 5): K = 4 retrieved + the null document (paper: 7 + null);
 queries are one sentence cut to 32 wordpieces (paper: 96), candidates the 160-wordpiece blocks
 (paper: 288), so a joint input is 192 tokens and a step ~14k tokens; the refresher is a thread
@@ -53,9 +54,9 @@ def get_config(arg: str | None = None) -> ConfigDict:
     c.index.mode = "async"
     c.index.refresher = "thread"  # a process would re-import JAX and compile on the same 2 cores
     # Deterministic refresh: step t trains against the index of the newest checkpoint at least
-    # 20 steps old (the lag the free-running refresher had here), waiting if it is late, so a
-    # rerun on another machine trains the same model (free-running: index.swap_lag = 0).
-    c.index.swap_lag = 20
+    # 10 steps old, waiting if it is late, so a rerun on another machine trains the same model
+    # (free-running: index.swap_lag = 0). Steps 0-19 use index 0 (ICT's), 20-29 index 10.
+    c.index.swap_lag = 10
     c.keep_checkpoints = 4  # the refresher may still need a checkpoint 2 behind the newest
     c.index.emb_batch_size = 128
     c.eval.num_batches = 4

@@ -216,7 +216,8 @@ class IndexWatcher:
                 alive = self.publisher_alive is None or self.publisher_alive()
                 if self._poll_scheduled():
                     continue
-                if not alive:  # polled once more after it stopped: nothing is coming
+                if not alive and not self._swap_to(need, train_step):  # the thread may have
+                    # parked it meanwhile; else polled once more after it stopped: nothing comes
                     raise RuntimeError(f"train step {train_step}: index {need} is not published "
                                        f"and the refresher has stopped (see its log)")  # fmt: skip
                 if time.monotonic() - start > timeout:

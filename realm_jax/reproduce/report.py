@@ -206,7 +206,8 @@ def gate_line(record: dict | None) -> str:
         line += f" ({record['null_mlm_accuracy']:.3f} with the null document)"
     line += f", oracle utility {record['oracle_utility']:.3f} nats per masked wordpiece"
     if "oracle_fraction" in record:
-        line += f" (on the {100 * record['oracle_fraction']:.0f}% whose own block holds the span)"
+        share = 100 * record["oracle_fraction"]
+        line += f" (on the {share:.0f}% of held-out sentences whose span some block holds)"
     if "num_masks" in record:
         line += f", {record['num_masks']:.0f} masks"
     return line + ".\n"

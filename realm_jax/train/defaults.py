@@ -152,8 +152,9 @@ def mlm_config() -> ConfigDict:
 
     Salient-span MLM on the corpus with a document as context: ``[CLS] masked sentence [SEP]
     context [SEP]``, the joint input REALM's encoder reads, where the context is the rest of
-    the sentence's own block (its other sentences), no document (the null document's input) or
-    a random other block. Only ``optim.trainable`` parameters learn, at this stage's own rate.
+    the sentence's own block (its other sentences), another block holding the masked span, no
+    document (the null document's input) or a random other block. Only ``optim.trainable``
+    parameters learn, at this stage's own rate.
     """
     c = _masked_sentences(base_config("mlm"))
     c.optim.learning_rate = 1e-4

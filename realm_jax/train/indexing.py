@@ -220,10 +220,10 @@ def swap_lag_problem(config: ConfigDict) -> str | None:
         return (f"keep_checkpoints={keep} with index.swap_lag={lag} and checkpoint_every_steps="
                 f"{every}: the refresher needs checkpoints up to {ahead + 1} back; keep at least "
                 f"{ahead + 2}")  # fmt: skip
-    if index.keep < ahead + 1:
+    if index.keep < ahead + 2:  # + the final index, published after DONE off the schedule
         return (f"index.keep={index.keep} with index.swap_lag={lag} and checkpoint_every_steps="
-                f"{every}: indexes are published up to {ahead} ahead of the one in use; keep at "
-                f"least {ahead + 1}")  # fmt: skip
+                f"{every}: indexes are published up to {ahead} ahead of the one in use, and a "
+                f"final one; keep at least {ahead + 2}")  # fmt: skip
     return None
 
 

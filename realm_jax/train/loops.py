@@ -99,6 +99,13 @@ def check_config(config: ConfigDict) -> None:
             raise ConfigError("index.refresh_every must be a multiple of checkpoint_every_steps")
     if index is not None and (problem := swap_lag_problem(config)):
         raise ConfigError(problem)
+    if config.optim.get("trainable") and config.stage not in ("mlm", "realm"):
+        raise ConfigError(f"optim.trainable is for the mlm and realm stages, not {config.stage}")
+    if config.get("realm") and config.realm.get("require_evidence") and config.data.get(
+        "target_corpus"
+    ):
+        raise ConfigError("realm.require_evidence looks for evidence in the corpus the queries "
+                          "come from; with data.target_corpus (X != Z) it cannot")  # fmt: skip
     if config.stage == "openqa":
         o = config.openqa
         if o.retriever not in ("dense", "bm25"):
@@ -118,7 +125,8 @@ def check_workdir(config: ConfigDict, workdir: str) -> None:
     if not os.path.isfile(os.path.join(workdir, CONFIG_FILE)):
         return
     saved = read_run_config(workdir)
-    for key in ("stage", *(f"model.{k}" for k in config.model)):
+    # optim.lr_scaled adds a stage to the optimiser: its state would not restore without it.
+    for key in ("stage", "optim.lr_scaled", *(f"model.{k}" for k in config.model)):
         old, new = saved, config
         for part in key.split("."):
             old, new = old.get(part) if old is not None else None, new.get(part)

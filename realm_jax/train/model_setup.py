@@ -254,6 +254,10 @@ def initial_params(config: ConfigDict, rng: jax.Array) -> tuple[dict, dict]:
         _, warm, step = restore_run_params(config.init.mlm_workdir)
         if set(warm["params"]) != {"encoder"}:
             raise ConfigError(f"init.mlm_workdir={config.init.mlm_workdir}: not an MLM run")
+        shapes = lambda tree: jax.tree.map(np.shape, tree)
+        if shapes(warm["params"]["encoder"]) != shapes(params["params"]["encoder"]):
+            raise ConfigError(f"init.mlm_workdir={config.init.mlm_workdir}: its encoder has "
+                              f"another shape than this config's model")  # fmt: skip
         params = set_subtree(params, ("params", "encoder"), warm["params"]["encoder"])
         sources["encoder"] = f"{config.init.mlm_workdir} step {step}"
     if config.stage == "openqa":
@@ -319,7 +323,8 @@ def retriever_source(config: ConfigDict) -> str | None:
 
 
 def decayed_predicate(config: ConfigDict):
-    """Which parameter paths the optimiser may move: ``optim.trainable``'s, less the retriever
+    """Which parameter paths weight decay applies to (with ``steps.freeze``, the ones that
+    move): ``optim.trainable``'s, less the retriever
     in REALM's control run (``realm.retriever_gradient=False``: its gradient is stopped, and
     weight decay must not move it either, so it stays exactly the retriever it started from)."""
     trainable = trainable_predicate(config.optim.get("trainable"))

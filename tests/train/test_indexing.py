@@ -36,7 +36,9 @@ def _config():
         ("index.swap_lag", -1, "index.swap_lag=-1: must be >= 0"),
         ("index.mode", "sync", "index.swap_lag=2 needs index.mode='async'"),
         ("keep_checkpoints", 2, "keep_checkpoints=2 with index.swap_lag=2"),
-        ("index.keep", 1, "index.keep=1 with index.swap_lag=2"),
+        ("index.keep", 2, "index.keep=2 with index.swap_lag=2"),  # + the final index: 3
+        ("realm.require_evidence", True, None),  # fine on its own...
+        ("data.target_corpus", "x.jsonl", None),
         ("index.min_index_age", 5, "index.swap_lag=2 and index.min_index_age"),
     ],
 )
@@ -45,8 +47,22 @@ def test_swap_lag_configs_that_cannot_work_fail_fast(field, value, message):
     loops.check_config(config)
     section, _, key = field.rpartition(".")
     (config[section] if section else config)[key] = value
+    if message is None:
+        loops.check_config(config)
+        return
     with pytest.raises(ConfigError, match=f"^{message}"):
         loops.check_config(config)
+
+
+def test_options_that_cannot_apply_fail_fast():
+    config = _config()
+    config.realm.require_evidence, config.data.target_corpus = True, "x.jsonl"  # ...not together
+    with pytest.raises(ConfigError, match="^realm.require_evidence looks for evidence"):
+        loops.check_config(config)
+    ict = defaults.shrink_to_tiny(defaults.ict_config())
+    ict.optim.trainable = "embedder/"
+    with pytest.raises(ConfigError, match="^optim.trainable is for the mlm and realm stages"):
+        loops.check_config(ict)
 
 
 def _late_refresher(monkeypatch, seconds):

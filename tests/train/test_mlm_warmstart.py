@@ -28,12 +28,15 @@ def test_gate_metrics_on_hand_made_scores():
     mask = np.array([[1, 1], [1, 0], [1, 1]])
     has_y = np.array([True, False, True])
     own = (np.log(np.full((3, 2), 0.5)), np.array([[1, 0], [1, 0], [0, 0]]))
-    oracle = (np.log(np.full((3, 2), 0.8)), np.array([[1, 1], [0, 0], [1, 0]]))
-    null = (np.log(np.full((3, 2), 0.2)), np.zeros((3, 2)))
+    # Per-row values: only real masks of rows with has_y count (row 1 and the masked-out cell
+    # would move the mean if they were counted).
+    oracle = (np.log([[0.8, 0.4], [0.9, 0.9], [0.6, 0.9]]), np.array([[1, 1], [0, 0], [1, 0]]))
+    null = (np.log([[0.2, 0.2], [0.1, 0.1], [0.3, 0.1]]), np.zeros((3, 2)))
     gate = gate_metrics(own, oracle, null, mask, has_y)
     assert gate["mlm_accuracy"] == pytest.approx(2 / 5)  # hits over the 5 real masks
     assert gate["oracle_mlm_accuracy"] == pytest.approx(3 / 4)  # rows 0 and 2 only
-    assert gate["oracle_utility"] == pytest.approx(np.log(0.8 / 0.2))
+    expected = np.mean(np.log([0.8 / 0.2, 0.4 / 0.2, 0.6 / 0.3, 0.9 / 0.1]))
+    assert gate["oracle_utility"] == pytest.approx(expected)
     assert gate["oracle_fraction"] == pytest.approx(2 / 3) and gate["num_masks"] == 5
 
 
