@@ -45,8 +45,26 @@ class EvidenceIndex:
             return np.zeros(0, np.int64)
         return self._blocks[self._starts[i] : self._starts[i + 1]]
 
-    def blocks_with(self, sequence: np.ndarray, exclude: int | None = None) -> np.ndarray:
-        """Ascending ids of the blocks whose wordpieces contain ``sequence`` (not ``exclude``)."""
+    def document_frequency(self, token: int) -> int:
+        """How many blocks contain wordpiece ``token``."""
+        return len(self._postings(token))
+
+    def rare_tokens(self, tokens: np.ndarray, max_df: float) -> np.ndarray:
+        """The distinct wordpieces of ``tokens`` found in at most ``max_df`` of the blocks."""
+        limit = max_df * len(self.store)
+        rare = [t for t in np.unique(tokens) if self.document_frequency(int(t)) <= limit]
+        return np.asarray(rare, np.int64)
+
+    def blocks_with(
+        self, sequence: np.ndarray, exclude: int | None = None, topic: np.ndarray | None = None,
+        min_shared: int = 0,
+    ) -> np.ndarray:  # fmt: skip
+        """Ascending ids of the blocks whose wordpieces contain ``sequence`` (not ``exclude``).
+
+        With ``min_shared`` > 0, only blocks that also hold at least that many of the distinct
+        wordpieces ``topic`` (e.g. the masked sentence's rare words, ``rare_tokens``): a year
+        or a common name is in many blocks, most of which are not about the sentence at all.
+        """
         sequence = np.asarray(sequence)
         if not len(sequence):
             return np.zeros(0, np.int64)
@@ -56,9 +74,22 @@ class EvidenceIndex:
             found = np.intersect1d(found, other, assume_unique=True)
         if exclude is not None:
             found = found[found != exclude]
+        if min_shared > 0:
+            topic = np.setdiff1d(np.asarray(topic if topic is not None else []), sequence)
+            shared = np.zeros(len(found), np.int64)
+            for t in topic:
+                shared += np.isin(found, self._postings(int(t)), assume_unique=True)
+            found = found[shared >= min_shared]
         keep = [b for b in found if contains_sequence(self.store.token_ids(int(b)), sequence)]
         return np.asarray(keep, np.int64)
 
-    def has_evidence_elsewhere(self, block: int, sequence: np.ndarray) -> bool:
-        """Whether a block other than ``block`` contains ``sequence``."""
-        return len(self.blocks_with(sequence, exclude=block)) > 0
+    def topic(self, masked, max_df: float) -> np.ndarray:
+        """The rare wordpieces of a masked sentence (``MaskedSentence``) outside its masks."""
+        return self.rare_tokens(np.delete(masked.token_ids, masked.positions), max_df)
+
+    def has_evidence_elsewhere(
+        self, block: int, sequence: np.ndarray, topic: np.ndarray | None = None,
+        min_shared: int = 0,
+    ) -> bool:  # fmt: skip
+        """Whether a block other than ``block`` contains ``sequence`` (see ``blocks_with``)."""
+        return len(self.blocks_with(sequence, block, topic, min_shared)) > 0

@@ -144,6 +144,10 @@ def _masked_sentences(c: ConfigDict) -> ConfigDict:
     # True: only sentences whose masked span another block of the corpus holds (data/evidence.py;
     # salient masks only): REALM never retrieves a query's own block, so the others teach nothing.
     c.realm.require_evidence = False
+    # Evidence must also share this many of the sentence's rare wordpieces (in at most
+    # evidence_max_df of the blocks): a year or a common name alone is no evidence. 0: any block.
+    c.realm.evidence_min_shared = 0
+    c.realm.evidence_max_df = 0.01
     return c
 
 

@@ -240,9 +240,14 @@ class MaskedQueries:
         """A sentence a span fits in (and, with ``realm.require_evidence``, held elsewhere)."""
         if masked is None:
             return False
-        return self.evidence is None or self.evidence.has_evidence_elsewhere(
-            masked.block_index, masked.targets
-        )
+        return self.evidence is None or len(self.evidence_elsewhere(masked)) > 0
+
+    def evidence_elsewhere(self, masked: MaskedSentence, index: EvidenceIndex | None = None):
+        """Other blocks holding ``masked``'s span (and its topic: ``realm.evidence_min_shared``)."""
+        r, index = self.config.realm, index or self.evidence
+        shared = r.get("evidence_min_shared", 0)
+        topic = index.topic(masked, r.get("evidence_max_df", 0.01)) if shared else None
+        return index.blocks_with(masked.targets, masked.block_index, topic, shared)
 
     def draw(self, rng: np.random.Generator, blocks: np.ndarray, n: int) -> list[MaskedSentence]:
         """``n`` masked sentences from ``blocks``; sentences no span fits in are skipped."""

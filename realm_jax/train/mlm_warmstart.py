@@ -50,13 +50,13 @@ def context_kinds(rng: np.random.Generator, n: int, null_percent: int, random_pe
     return rng.choice(4, size=n, p=p)
 
 
-def oracle_context(store, evidence: EvidenceIndex, masked) -> np.ndarray | None:
+def oracle_context(store, elsewhere, masked) -> np.ndarray | None:
     """A block body holding ``masked``'s span: the rest of its own block if that does, else the
-    first other block that does; None if no block does."""
+    first other block that does (``elsewhere(masked)``: their ids); None if no block does."""
     own = block_rest(store, masked.block_index, masked.sentence_index)
     if contains_sequence(own, masked.targets):
         return own
-    others = evidence.blocks_with(masked.targets, exclude=masked.block_index)
+    others = elsewhere(masked)
     return store.token_ids(int(others[0])) if len(others) else None
 
 
@@ -67,6 +67,10 @@ class MlmBatches:
         self.store, self.queries, self.config = store, queries, config
         self.evidence = queries.evidence or EvidenceIndex(store)
 
+    def elsewhere(self, masked) -> np.ndarray:
+        """Ids of the other blocks that hold ``masked``'s span (``realm.evidence_min_shared``)."""
+        return self.queries.evidence_elsewhere(masked, self.evidence)
+
     def contexts(self, masked, kinds: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         out = []
         for q, kind in zip(masked, kinds, strict=True):
@@ -75,7 +79,7 @@ class MlmBatches:
             elif kind == NULL:
                 out.append(np.zeros(0, np.int32))
             elif kind == EVIDENCE:
-                found = self.evidence.blocks_with(q.targets, exclude=q.block_index)
+                found = self.elsewhere(q)
                 if len(found):
                     out.append(self.store.token_ids(int(found[rng.integers(len(found))])))
                 else:
@@ -135,7 +139,7 @@ def train_mlm(config: ConfigDict, workdir: str) -> dict:
     held_out = [queries(i, ip.EVAL) for i in range(config.eval.num_batches)]
     held_out = [q for qs in held_out for q in qs]
     own = [block_rest(store, q.block_index, q.sentence_index) for q in held_out]
-    oracle = [oracle_context(store, batches.evidence, q) for q in held_out]
+    oracle = [oracle_context(store, batches.elsewhere, q) for q in held_out]
     has_y = np.array([c is not None for c in oracle])
     empty = np.zeros(0, np.int32)
     oracle = [empty if c is None else c for c in oracle]

@@ -99,6 +99,13 @@ def test_require_evidence_draws_only_sentences_held_elsewhere(tmp_path, tokenize
     drawn = [q for step in range(6) for q in queries(step)]
     assert len(drawn) == 6 * config.batch_size
     assert all(scan.has_evidence_elsewhere(q.block_index, q.targets) for q in drawn)
+    config.realm.evidence_min_shared = 1  # the evidence must also share a rare word
+    config.realm.evidence_max_df = 0.2  # "rare" in a 111-block corpus: in at most 22 blocks
+    strict = ip.MaskedQueries(store, tokenizer, config)
+    drawn = [q for step in range(3) for q in strict(step)]
+    topics = [scan.topic(q, config.realm.evidence_max_df) for q in drawn]
+    assert all(scan.has_evidence_elsewhere(q.block_index, q.targets, t, 1)
+               for q, t in zip(drawn, topics, strict=True))  # fmt: skip
     config.realm.masker = "random_token"
     with pytest.raises(ConfigError, match="realm.require_evidence needs realm.masker='salient'"):
         ip.MaskedQueries(store, tokenizer, config)
