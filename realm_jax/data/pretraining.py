@@ -52,6 +52,26 @@ def select_candidates(
     return chosen
 
 
+def mlm_targets(
+    queries: Sequence[MaskedSentence], query_len: int, max_masks: int
+) -> dict[str, np.ndarray]:
+    """``mlm_positions`` (into a joint input, after ``[CLS]``), ``mlm_targets`` and ``mlm_mask``
+    ``[B, max_masks]`` of masked sentences; raises if a sentence's masks do not fit."""
+    b = len(queries)
+    positions = np.zeros((b, max_masks), np.int32)
+    targets = np.zeros((b, max_masks), np.int32)
+    for row, q in enumerate(queries):
+        if len(q.positions) > max_masks or (len(q.positions) and q.positions[-1] >= query_len - 2):
+            raise ValueError(
+                f"block {q.block_index} sentence {q.sentence_index}: masks do not fit "
+                f"query_len {query_len} / max_masks {max_masks}"
+            )
+        positions[row, : len(q.positions)] = q.positions + 1  # after [CLS]
+        targets[row, : len(q.targets)] = q.targets
+    mask = np.arange(max_masks) < np.array([len(q.positions) for q in queries])[:, None]
+    return {"mlm_positions": positions, "mlm_targets": targets, "mlm_mask": mask}
+
+
 def realm_batch(
     store: BlockStore,
     queries: Sequence[MaskedSentence],
@@ -75,12 +95,7 @@ def realm_batch(
     b, k = len(queries), num_candidates
     joint_len = joint_len or query_len + cand_len
     cls, sep = store.cls_id, store.sep_id
-    for q in queries:
-        if len(q.positions) > max_masks or (len(q.positions) and q.positions[-1] >= query_len - 2):
-            raise ValueError(
-                f"block {q.block_index} sentence {q.sentence_index}: masks do not fit "
-                f"query_len {query_len} / max_masks {max_masks}"
-            )
+    mlm = mlm_targets(queries, query_len, max_masks)
     query_tokens = [q.token_ids[: query_len - 2] for q in queries]
     query = bert_inputs(query_tokens, None, query_len, cls, sep)
     retrieved = np.asarray(search(query["input_ids"]))  # [B, >= K - 1]
@@ -98,11 +113,6 @@ def realm_batch(
     cand = bert_inputs(titles, bodies, cand_len, cls, sep)
     repeated = [t for t in query_tokens for _ in range(k)]
     joint = bert_inputs(repeated, [body[: cand_len - 2] for body in bodies], joint_len, cls, sep)
-    positions = np.zeros((b, max_masks), np.int32)
-    targets = np.zeros((b, max_masks), np.int32)
-    for row, q in enumerate(queries):
-        positions[row, : len(q.positions)] = q.positions + 1  # after [CLS]
-        targets[row, : len(q.targets)] = q.targets
     shaped = lambda x, n: x.reshape(b, k, n)
     return {
         "query_ids": query["input_ids"],
@@ -114,9 +124,7 @@ def realm_batch(
         "joint_ids": shaped(joint["input_ids"], joint_len),
         "joint_mask": shaped(joint["input_mask"], joint_len),
         "joint_type_ids": shaped(joint["token_type_ids"], joint_len),
-        "mlm_positions": positions,
-        "mlm_targets": targets,
-        "mlm_mask": np.arange(max_masks) < np.array([len(q.positions) for q in queries])[:, None],
+        **mlm,
     }
 
 
@@ -141,25 +149,15 @@ def mlm_batch(
     (query to ``query_len - 2``, context to ``context_len - 2``, total ``query_len +
     context_len``); an empty context is the null document's input.
     """
-    b = len(queries)
+    mlm = mlm_targets(queries, query_len, max_masks)
     tokens = [q.token_ids[: query_len - 2] for q in queries]
     joint = bert_inputs(tokens, [c[: context_len - 2] for c in contexts], query_len + context_len,
                         store.cls_id, store.sep_id)  # fmt: skip
-    positions = np.zeros((b, max_masks), np.int32)
-    targets = np.zeros((b, max_masks), np.int32)
-    for row, q in enumerate(queries):
-        if len(q.positions) > max_masks or (len(q.positions) and q.positions[-1] >= query_len - 2):
-            raise ValueError(f"block {q.block_index} sentence {q.sentence_index}: masks do not "
-                             f"fit query_len {query_len} / max_masks {max_masks}")  # fmt: skip
-        positions[row, : len(q.positions)] = q.positions + 1  # after [CLS]
-        targets[row, : len(q.targets)] = q.targets
     return {
         "joint_ids": joint["input_ids"],
         "joint_mask": joint["input_mask"],
         "joint_type_ids": joint["token_type_ids"],
-        "mlm_positions": positions,
-        "mlm_targets": targets,
-        "mlm_mask": np.arange(max_masks) < np.array([len(q.positions) for q in queries])[:, None],
+        **mlm,
     }
 
 

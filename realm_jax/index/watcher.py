@@ -121,13 +121,16 @@ class IndexWatcher:
         loaded = self.store.load(**self.searcher_options)  # falls back past damaged indexes
         if loaded is None or loaded.step <= self._newest_held():
             return False
-        tower = load_tower(self.store.root, loaded.step)  # its query embedder, off the hot path
-        if tower is not None:
-            loaded = dataclasses.replace(loaded, tower=jax.device_put(tower))
+        loaded = self._with_tower(loaded)  # its query embedder, off the hot path
         with self._lock:
             self._parked = loaded
         log.info("index %d loaded, waiting for a step boundary", loaded.step)
         return True
+
+    def _with_tower(self, loaded: LoadedIndex) -> LoadedIndex:
+        """``loaded`` with the query tower published beside it, on the device (if any)."""
+        tower = load_tower(self.store.root, loaded.step)
+        return loaded if tower is None else dataclasses.replace(loaded, tower=jax.device_put(tower))
 
     def current(self, train_step: int) -> LoadedIndex | None:
         """The index to build this step's batch from; swaps in a parked one. Never blocks on I/O
@@ -188,9 +191,7 @@ class IndexWatcher:
             if loaded is None or loaded.step != target:
                 raise LookupError(f"{self.store.step_dir(target)}: index {target} is pruned or "
                                   f"damaged, and the swap schedule needs it")  # fmt: skip
-            tower = load_tower(self.store.root, target)
-            if tower is not None:
-                loaded = dataclasses.replace(loaded, tower=jax.device_put(tower))
+            loaded = self._with_tower(loaded)
             with self._lock:
                 self._parked = loaded
         log.info("index %d loaded, waiting for its step", target)
