@@ -135,6 +135,21 @@ def block_rest(store: BlockStore, block: int, sentence: int) -> np.ndarray:
     return np.concatenate([tokens[: starts[sentence]], tokens[starts[sentence + 1] :]])
 
 
+def span_window(context: np.ndarray, span: np.ndarray, length: int) -> np.ndarray:
+    """At most ``length`` wordpieces of ``context``: the window centred on the first occurrence of
+    ``span`` if the context is longer and holds it, else its first ``length``."""
+    if len(context) <= length:
+        return context
+    n = len(span)
+    if 0 < n <= len(context):
+        windows = np.lib.stride_tricks.sliding_window_view(np.asarray(context), n)
+        hits = np.flatnonzero(np.all(windows == np.asarray(span), axis=1))
+        if len(hits):
+            start = min(max(int(hits[0]) + n // 2 - length // 2, 0), len(context) - length)
+            return context[start : start + length]
+    return context[:length]
+
+
 def mlm_batch(
     store: BlockStore,
     queries: Sequence[MaskedSentence],
@@ -147,12 +162,15 @@ def mlm_batch(
 
     The input is REALM's joint input ``[CLS] masked-x [SEP] context [SEP]`` with the same cuts
     (query to ``query_len - 2``, context to ``context_len - 2``, total ``query_len +
-    context_len``); an empty context is the null document's input.
+    context_len``); an empty context is the null document's input. A longer context keeps the
+    window around the masked span's first occurrence (``span_window``), so a short
+    ``context_len`` still shows the answer where the context holds it.
     """
     mlm = mlm_targets(queries, query_len, max_masks)
     tokens = [q.token_ids[: query_len - 2] for q in queries]
-    joint = bert_inputs(tokens, [c[: context_len - 2] for c in contexts], query_len + context_len,
-                        store.cls_id, store.sep_id)  # fmt: skip
+    pairs = zip(queries, contexts, strict=True)
+    cut = [span_window(c, q.targets, context_len - 2) for q, c in pairs]
+    joint = bert_inputs(tokens, cut, query_len + context_len, store.cls_id, store.sep_id)
     return {
         "joint_ids": joint["input_ids"],
         "joint_mask": joint["input_mask"],

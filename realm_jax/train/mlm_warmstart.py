@@ -14,7 +14,11 @@ The gate is measured on held-out blocks (``realm.eval_block_percent``, no questi
 over masked wordpieces of log p(y|x, a block that contains y) - log p(y|x, null document), over
 the held-out sentences for which some block holds the masked span (the rest of their own block
 if it does, else the first other block that does; ``oracle_fraction`` of them), and
-``oracle_mlm_accuracy`` the accuracy with that block as context.
+``oracle_mlm_accuracy`` the accuracy with that block as context, ``distractor_utility`` the same
+difference for a random other block (near 0: an unrelated block does not mislead the encoder;
+far below 0, REALM's retriever learns to fetch blocks that say little). The gate always uses
+``mlm.context_len`` (REALM's joint shape); training may use ``mlm.train_context_len``, a shorter
+window of each context around the masked span (``data/pretraining.span_window``).
 """
 
 from __future__ import annotations
@@ -90,10 +94,11 @@ class MlmBatches:
                 out.append(self.store.token_ids(other))
         return out
 
-    def batch(self, masked, contexts) -> dict[str, np.ndarray]:
+    def batch(self, masked, contexts, context_len: int | None = None) -> dict[str, np.ndarray]:
+        """The joint inputs; ``context_len`` defaults to ``mlm.context_len`` (REALM's shape)."""
         r = self.config.realm
-        return mlm_batch(self.store, masked, contexts, r.query_len, self.config.mlm.context_len,
-                         r.max_masks)  # fmt: skip
+        context_len = context_len or self.config.mlm.context_len
+        return mlm_batch(self.store, masked, contexts, r.query_len, context_len, r.max_masks)
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         masked = self.queries(step)
@@ -101,13 +106,18 @@ class MlmBatches:
         m = self.config.mlm
         kinds = context_kinds(rng, len(masked), m.null_percent, m.random_percent,
                               m.get("evidence_percent", 0))  # fmt: skip
-        return self.batch(masked, self.contexts(masked, kinds, rng))
+        train_len = m.get("train_context_len") or None  # a shorter window: faster steps
+        return self.batch(masked, self.contexts(masked, kinds, rng), train_len)
 
 
-def gate_metrics(own, oracle, null, mask, has_y) -> dict:
+def gate_metrics(own, oracle, null, mask, has_y, distractor=None) -> dict:
     """The gate's figures from (gold log-probs, hits) pairs of arrays [n, max_masks] (numpy) for
     the own-block, oracle and null contexts, ``mask`` (real masks) and ``has_y`` [n] (some block
-    holds the masked span: the oracle subset; its oracle context is that block)."""
+    holds the masked span: the oracle subset; its oracle context is that block).
+
+    ``distractor``: the pair for a random other block as context; ``distractor_utility`` is its
+    log p(y|x, z) - log p(y|x, null) over all real masks. Far below 0, REALM's retriever gains
+    most by retrieving blocks that say little (short ones) rather than the answer."""
     mask = mask.astype(bool)
     subset = mask & has_y[:, None]
     mean = lambda x, m: float(np.sum(x * m) / max(np.sum(m), 1))
@@ -120,7 +130,7 @@ def gate_metrics(own, oracle, null, mask, has_y) -> dict:
         "oracle_mlm_accuracy": mean(oracle[1], subset),
         "oracle_fraction": float(np.mean(has_y)),
         "num_masks": float(np.sum(mask)),
-    }
+    } | ({} if distractor is None else {"distractor_utility": mean(distractor[0] - null[0], mask)})
 
 
 def train_mlm(config: ConfigDict, workdir: str) -> dict:
@@ -143,11 +153,17 @@ def train_mlm(config: ConfigDict, workdir: str) -> dict:
     has_y = np.array([c is not None for c in oracle])
     empty = np.zeros(0, np.int32)
     oracle = [empty if c is None else c for c in oracle]
-    eval_batches = [batches.batch(held_out, c) for c in (own, oracle, [empty] * len(held_out))]
+    rng = np.random.default_rng([config.seed, CONTEXT, ip.EVAL])
+    distractor = []
+    for q in held_out:  # a random block other than the sentence's own
+        other = int(rng.integers(len(store) - 1))
+        distractor.append(store.token_ids(other + (other >= q.block_index)))
+    contexts = (own, oracle, [empty] * len(held_out), distractor)
+    eval_batches = [batches.batch(held_out, c) for c in contexts]
 
     def evaluate(step: int, params: dict) -> dict:
-        own, oracle, null = ([np.asarray(x) for x in score(params, b)] for b in eval_batches)
-        return gate_metrics(own, oracle, null, eval_batches[0]["mlm_mask"], has_y)
+        own, oracle, null, other = ([np.asarray(x) for x in score(params, b)] for b in eval_batches)
+        return gate_metrics(own, oracle, null, eval_batches[0]["mlm_mask"], has_y, other)
 
     trainable = config.optim.trainable
     stage = Stage(

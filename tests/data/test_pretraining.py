@@ -11,6 +11,7 @@ from realm_jax.data.pretraining import (
     openqa_batch,
     realm_batch,
     select_candidates,
+    span_window,
 )
 from realm_jax.data.salient_spans import mask_sentences, sample_sentences
 from realm_jax.evaluation import has_answer
@@ -104,6 +105,16 @@ def test_too_few_retrievals_are_padded_invalid(mini_store, queries):
 def test_masks_past_the_query_are_an_error(mini_store, queries):
     with pytest.raises(ValueError, match="masks do not fit"):
         realm_batch(mini_store, queries, _searcher(mini_store, queries), K, query_len=3)
+
+
+def test_span_window_centres_the_span_and_keeps_short_contexts():
+    context = np.arange(100, dtype=np.int32)
+    np.testing.assert_array_equal(span_window(context[:10], np.array([3]), 20), context[:10])
+    window = span_window(context, np.array([50, 51]), 10)
+    np.testing.assert_array_equal(window, np.arange(46, 56))  # the span in the middle
+    np.testing.assert_array_equal(span_window(context, np.array([1]), 10), context[:10])
+    np.testing.assert_array_equal(span_window(context, np.array([98, 99]), 10), context[90:])
+    np.testing.assert_array_equal(span_window(context, np.array([7, 9]), 10), context[:10])
 
 
 def test_find_token_spans_whole_words():

@@ -21,7 +21,7 @@ from realm_jax.train.model_setup import (
 from realm_jax.train.state import param_path
 
 GATE_KEYS = {"mlm_accuracy", "oracle_utility", "oracle_mlm_accuracy", "null_mlm_accuracy",
-             "oracle_fraction", "loss", "null_loss", "num_masks"}  # fmt: skip
+             "oracle_fraction", "loss", "null_loss", "num_masks", "distractor_utility"}  # fmt: skip
 
 
 def test_gate_metrics_on_hand_made_scores():
@@ -38,6 +38,12 @@ def test_gate_metrics_on_hand_made_scores():
     expected = np.mean(np.log([0.8 / 0.2, 0.4 / 0.2, 0.6 / 0.3, 0.9 / 0.1]))
     assert gate["oracle_utility"] == pytest.approx(expected)
     assert gate["oracle_fraction"] == pytest.approx(2 / 3) and gate["num_masks"] == 5
+    assert "distractor_utility" not in gate
+    distractor = (np.log([[0.1, 0.2], [0.05, 0.9], [0.3, 0.9]]), np.zeros((3, 2)))
+    with_distractor = gate_metrics(own, oracle, null, mask, has_y, distractor)
+    expected = np.mean(np.log([0.1 / 0.2, 1.0, 0.05 / 0.1, 1.0, 0.9 / 0.1]))  # all 5 real masks
+    assert with_distractor["distractor_utility"] == pytest.approx(expected)
+    assert {k: v for k, v in with_distractor.items() if k != "distractor_utility"} == gate
 
 
 def test_context_kinds_follow_the_percentages():
