@@ -9,7 +9,7 @@ export JAX_PLATFORMS ?= cpu
 export USE_TF ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test lint reproduce reproduce-ablations bench-encoder clean
+.PHONY: venv test lint reproduce reproduce-long reproduce-ablations bench-encoder clean
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ test: $(STAMP)
 # Rerunning resumes: finished runs under runs/reproduce are skipped.
 reproduce: $(STAMP)
 	XLA_FLAGS= $(VENV)/bin/python experiments/reproduce.py --workdir=runs/reproduce
+
+# Table 1 with a longer REALM stage (realm_mini.py:long) and its stopped-gradient control.
+reproduce-long: $(STAMP)
+	XLA_FLAGS= $(VENV)/bin/python experiments/reproduce.py --scale=long --workdir=runs/reproduce_long
 
 reproduce-ablations: $(STAMP)
 	XLA_FLAGS= $(VENV)/bin/python experiments/reproduce.py --table=2 --workdir=runs/reproduce

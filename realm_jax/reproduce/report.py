@@ -10,7 +10,8 @@ from realm_jax.reproduce import runner, stats, zero_shot
 from realm_jax.reproduce.plan import DATASETS, Row
 from realm_jax.train.loop import METRICS_FILE
 
-GATE_EXTRA = ("null_mlm_accuracy", "oracle_fraction", "num_masks", "step")  # more gate figures
+# More gate figures than the two the issue names.
+GATE_EXTRA = ("null_mlm_accuracy", "distractor_utility", "oracle_fraction", "num_masks", "step")
 
 
 def read_metrics(workdir: str, split: str) -> list[dict]:
@@ -176,10 +177,15 @@ def table(
     return "\n".join(lines) + "\n", {"title": title, "rows": record_rows, "questions": counts}
 
 
-def zero_shot_paragraph(summary: dict | None) -> str:
-    """Markdown: zero-shot dev retrieval, the ICT start vs after REALM (``zero_shot.zero_shot``)."""
+def zero_shot_paragraph(summary: dict | None, run: str = "realm") -> str:
+    """Markdown: zero-shot dev retrieval, the ICT start vs after REALM (``zero_shot.zero_shot``);
+    ``run="control"``: after the control run (no gradient into the retriever)."""
+    after = {
+        "realm": "after REALM pre-training",
+        "control": "after the control run (REALM with the retriever gradient stopped)",
+    }[run]
     if summary is None:
-        return "Zero-shot retrieval: not measured (the ICT or REALM run has not finished).\n"
+        return f"Zero-shot retrieval {after}: not measured (a run has not finished).\n"
 
     def figures(s: dict) -> str:
         r5, mrr = s["change"]["recall_at_5"], s["change"]["mrr"]
@@ -190,7 +196,7 @@ def zero_shot_paragraph(summary: dict | None) -> str:
     per_set = "; ".join(f"{d}: {figures(s)}" for d, s in summary["per_set"].items() if s)
     return (
         "Zero-shot retrieval on the dev questions (each retriever's own index, before any "
-        f"fine-tuning), the ICT start → after REALM pre-training: pooled {figures(summary)}; "
+        f"fine-tuning), the ICT start → {after}: pooled {figures(summary)}; "
         f"{per_set}. Changes with paired bootstrap 95% intervals ({stats.RESAMPLES:,} resamples, "
         f"seed {stats.SEED}; recall in percentage points, MRR as a fraction).\n"
     )

@@ -118,7 +118,8 @@ def test_tiny_switch_shrinks_and_shares_one_block_cache(tmp_path):
     configs += [load("openqa_mini").get_config(a) for a in ("tiny", "tiny,bm25")]
     dirs = {input_pipeline.blocks_dir(c, str(tmp_path / c.stage)) for c in configs}
     assert len(dirs) == 1  # same corpus fields: the stages pack the corpus once
-    assert all(c.model.bert == "tiny" and c.num_train_steps <= 4 for c in configs)
+    # (REALM: 6 steps, so that its asynchronous swap schedule swaps once; the others 4)
+    assert all(c.model.bert == "tiny" and c.num_train_steps <= 6 for c in configs)
     assert configs[-1].openqa.retriever == "bm25"
     assert load("openqa_mini").get_config("squad").openqa.dataset == "mini_squad"
     with pytest.raises(ValueError, match="expected squad, bm25 and/or tiny"):
