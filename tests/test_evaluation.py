@@ -142,3 +142,32 @@ def test_read_references_keeps_last_duplicate_and_checks_types(tmp_path):
     path.write_text('{"question": "q", "answer": ["a"]}\n{"question": "r", "answer": "b"}\n')
     with pytest.raises(JsonlError, match=r"refs\.jsonl:2: field 'answer'"):
         evaluation.read_references(path)
+
+
+def test_pipeline_scores_are_the_per_question_means_and_match_orqa_em():
+    from realm_jax.train.openqa_pipeline import per_question_scores, score_predictions
+
+    rows = [
+        {"question": "q1", "answers": ["Paris"]},
+        {"question": "q2", "answers": ["1855"]},
+        {"question": "q3", "answers": ["old"]},
+        {"question": "q3", "answers": ["Rome"]},  # repeated: the last answers count
+        {"question": "q4", "answers": ["x"]},  # no prediction: wrong
+    ]
+    evidence = lambda *texts: [{"text": t} for t in texts]
+    predictions = [
+        {"question": "q1", "prediction": "paris", "evidence": evidence("b", "Paris, France")},
+        {"question": "q2", "prediction": "1854", "evidence": evidence(*"abcde", "in 1855")},
+        {"question": "q3", "prediction": "Rome", "evidence": evidence("old Rome")},
+        {"question": "other", "prediction": "y", "evidence": []},  # not a row: ignored
+    ]
+    records = per_question_scores(rows, predictions)
+    assert [(r["question"], r["correct"], r["gold_in_top5"]) for r in records] == [
+        ("q1", True, True), ("q2", False, False), ("q3", True, True), ("q4", False, False)
+    ]  # q2's answer is the 6th evidence block: outside the top 5
+    scores = score_predictions(rows, predictions)
+    assert scores == {"exact_match": 50.0, "recall_at_5": 50.0, "n": 4}
+    references = {r["question"]: r["answers"] for r in rows}
+    orqa = evaluation.evaluate_predictions(references, {p["question"]: p["prediction"]
+                                                        for p in predictions})  # fmt: skip
+    assert (orqa["exact_match"], orqa["n"]) == (scores["exact_match"], scores["n"])

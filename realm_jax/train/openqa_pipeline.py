@@ -19,7 +19,7 @@ from realm_jax.data.blocks import BlockStore, bert_inputs
 from realm_jax.data.packing import continuation_table
 from realm_jax.data.pretraining import openqa_batch
 from realm_jax.data.tokenization import Tokenizer
-from realm_jax.evaluation import evaluate_predictions, has_answer, is_correct
+from realm_jax.evaluation import has_answer, is_correct
 from realm_jax.index.searcher import Searcher
 from realm_jax.models.realm import OpenQAModel
 from realm_jax.train.indexing import QueryEncoder, query_tower
@@ -199,34 +199,23 @@ class Answerer:
 def score_predictions(
     rows: Sequence[dict], predictions: Sequence[dict], is_regex: bool = False
 ) -> dict[str, float]:
-    """EM (as evaluate_predictions.py) and recall@5 of the listed evidence, over the rows."""
-    references = {r["question"]: r["answers"] for r in rows}  # a repeated question: last wins
-    by_question = {p["question"]: p for p in predictions}
-    em = evaluate_predictions(
-        references, {q: p["prediction"] for q, p in by_question.items()}, is_regex
-    )
-    hits = [
-        q in by_question
-        and any(has_answer(e["text"], answers, is_regex) for e in by_question[q]["evidence"][:5])
-        for q, answers in references.items()
-    ]
-    return {
-        "exact_match": em["exact_match"],
-        "recall_at_5": 100.0 * float(np.mean(hits)) if hits else 0.0,
-        "n": em["n"],
-    }
+    """EM (as evaluate_predictions.py counts it) and recall@5 of the listed evidence over the
+    rows: the means of ``per_question_scores``' ``correct`` and ``gold_in_top5``, in percent."""
+    records = per_question_scores(rows, predictions, is_regex)
+    percent = lambda key: 100.0 * float(np.mean([r[key] for r in records])) if records else 0.0
+    return {"exact_match": percent("correct"), "recall_at_5": percent("gold_in_top5"),
+            "n": len(records)}  # fmt: skip
 
 
 def per_question_scores(
     rows: Sequence[dict], predictions: Sequence[dict], is_regex: bool = False
 ) -> list[dict]:
-    """What ``score_predictions`` counts, one record per question: ``{question, answers,
-    prediction, correct, gold_in_top5}``, in the order questions first appear in ``rows``.
+    """One record per question, ``{question, answers, prediction, correct, gold_in_top5}``, in
+    the order questions first appear in ``rows``; ``score_predictions`` averages them.
 
-    Keyed by question text as ``score_predictions`` is (a repeated question is one record with
-    its last answers), so the mean of ``correct`` is its ``exact_match`` / 100 and the mean of
-    ``gold_in_top5`` its ``recall_at_5`` / 100; a question without a prediction is wrong, with
-    prediction None.
+    Keyed by question text as ORQA's ``evaluate_predictions_impl`` is (a repeated question is one
+    record with its last answers); a question without a prediction is wrong, with prediction
+    None.
     """
     references = {r["question"]: r["answers"] for r in rows}
     by_question = {p["question"]: p for p in predictions}
