@@ -49,7 +49,7 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Runs, tables and pl
 _TABLE = flags.DEFINE_enum("table", "1", ["1", "2"], "1: main results; 2: ablations.")
 _SCALE = flags.DEFINE_enum(
     "scale", "mini", list(plan.SCALES),
-    "mini (MiniLM), long (mini with longer MLM and REALM stages: make reproduce-long) or tiny.",
+    "mini (MiniLM), long (mini with a longer REALM stage: make reproduce-long) or tiny.",
 )
 _DATASETS = flags.DEFINE_list("datasets", list(plan.DATASETS), "Table 1's question sets.")
 _MAX_TEST = flags.DEFINE_integer(

@@ -16,13 +16,20 @@ from realm_jax.data.blocks import BlockStore
 _CANDIDATE_TOKENS = 2  # posting lists intersected before the exact check (the rarest ones)
 
 
-def contains_sequence(tokens: np.ndarray, sequence: np.ndarray) -> bool:
-    """Whether ``sequence`` occurs in ``tokens`` as a contiguous run of wordpieces."""
+def first_occurrence(tokens: np.ndarray, sequence: np.ndarray) -> int:
+    """Where ``sequence`` first occurs in ``tokens`` as a contiguous run of wordpieces; -1 if
+    nowhere (or empty)."""
     n = len(sequence)
     if n == 0 or n > len(tokens):
-        return False
+        return -1
     windows = np.lib.stride_tricks.sliding_window_view(np.asarray(tokens), n)
-    return bool(np.any(np.all(windows == np.asarray(sequence), axis=1)))
+    hits = np.flatnonzero(np.all(windows == np.asarray(sequence), axis=1))
+    return int(hits[0]) if len(hits) else -1
+
+
+def contains_sequence(tokens: np.ndarray, sequence: np.ndarray) -> bool:
+    """Whether ``sequence`` occurs in ``tokens`` as a contiguous run of wordpieces."""
+    return first_occurrence(tokens, sequence) >= 0
 
 
 class EvidenceIndex:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from realm_jax.data.blocks import BlockStore, bert_inputs
+from realm_jax.data.evidence import first_occurrence
 from realm_jax.data.packing import block_uid, continuation_table
 from realm_jax.data.salient_spans import MaskedSentence
 from realm_jax.evaluation import has_answer
@@ -140,14 +141,11 @@ def span_window(context: np.ndarray, span: np.ndarray, length: int) -> np.ndarra
     ``span`` if the context is longer and holds it, else its first ``length``."""
     if len(context) <= length:
         return context
-    n = len(span)
-    if 0 < n <= len(context):
-        windows = np.lib.stride_tricks.sliding_window_view(np.asarray(context), n)
-        hits = np.flatnonzero(np.all(windows == np.asarray(span), axis=1))
-        if len(hits):
-            start = min(max(int(hits[0]) + n // 2 - length // 2, 0), len(context) - length)
-            return context[start : start + length]
-    return context[:length]
+    at = first_occurrence(context, span)
+    if at < 0:
+        return context[:length]
+    start = min(max(at + len(span) // 2 - length // 2, 0), len(context) - length)
+    return context[start : start + length]
 
 
 def mlm_batch(

@@ -54,6 +54,12 @@ def context_kinds(rng: np.random.Generator, n: int, null_percent: int, random_pe
     return rng.choice(4, size=n, p=p)
 
 
+def other_block(rng: np.random.Generator, num_blocks: int, own: int) -> int:
+    """A uniformly random block id other than ``own``."""
+    other = int(rng.integers(num_blocks - 1))
+    return other + (other >= own)
+
+
 def oracle_context(store, elsewhere, masked) -> np.ndarray | None:
     """A block body holding ``masked``'s span: the rest of its own block if that does, else the
     first other block that does (``elsewhere(masked)``: their ids); None if no block does."""
@@ -89,9 +95,7 @@ class MlmBatches:
                 else:
                     out.append(block_rest(self.store, q.block_index, q.sentence_index))
             else:
-                other = int(rng.integers(len(self.store) - 1))
-                other += other >= q.block_index  # any block but the sentence's own
-                out.append(self.store.token_ids(other))
+                out.append(self.store.token_ids(other_block(rng, len(self.store), q.block_index)))
         return out
 
     def batch(self, masked, contexts, context_len: int | None = None) -> dict[str, np.ndarray]:
@@ -154,10 +158,7 @@ def train_mlm(config: ConfigDict, workdir: str) -> dict:
     empty = np.zeros(0, np.int32)
     oracle = [empty if c is None else c for c in oracle]
     rng = np.random.default_rng([config.seed, CONTEXT, ip.EVAL])
-    distractor = []
-    for q in held_out:  # a random block other than the sentence's own
-        other = int(rng.integers(len(store) - 1))
-        distractor.append(store.token_ids(other + (other >= q.block_index)))
+    distractor = [store.token_ids(other_block(rng, len(store), q.block_index)) for q in held_out]
     contexts = (own, oracle, [empty] * len(held_out), distractor)
     eval_batches = [batches.batch(held_out, c) for c in contexts]
 
