@@ -70,7 +70,7 @@ _CONTROL_OVERRIDES = {"realm.retriever_gradient": False}
 def _pretraining(scale: str) -> list[Run]:
     return [
         Run("ict", "ict", _file("ict", scale)),
-        Run("mlm", "mlm", _file("mlm", scale)),
+        Run("mlm", "mlm", _file("mlm", scale), dict(_ORQA_INIT)),  # hard negatives, gate
         Run("realm", "realm", _file("realm", scale), dict(_REALM_INIT)),
     ]
 

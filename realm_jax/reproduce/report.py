@@ -11,7 +11,8 @@ from realm_jax.reproduce.plan import DATASETS, Row
 from realm_jax.train.loop import METRICS_FILE
 
 # More gate figures than the two the issue names.
-GATE_EXTRA = ("null_mlm_accuracy", "distractor_utility", "oracle_fraction", "num_masks", "step")
+GATE_EXTRA = ("null_mlm_accuracy", "distractor_utility", "hard_utility", "oracle_fraction",
+              "num_masks", "step")  # fmt: skip
 
 
 def read_metrics(workdir: str, split: str) -> list[dict]:

@@ -169,6 +169,9 @@ def mlm_config() -> ConfigDict:
     # Examples whose context is another block holding the masked span (data/evidence.py), as
     # REALM's retrieved documents are at best; the rest of its own block where none does.
     c.mlm.evidence_percent = 0
+    # Examples whose context is a hard negative: the ICT retriever's (init.ict_workdir) highest
+    # ranked block without the masked span, REALM's likeliest wrong candidate.
+    c.mlm.hard_percent = 0
     # Training contexts cut to this many wordpieces around the masked span (0: context_len); the
     # gate is always measured at context_len.
     c.mlm.train_context_len = 0

@@ -157,7 +157,7 @@ def _mean_eval(eval_step, params: dict, batches) -> dict:
     return {k: float(np.mean([r[k] for r in results])) for k in results[0]}
 
 
-def _source_index(workdir: str | None, max_len: int, blocks_dir: str) -> Snapshot | None:
+def source_index(workdir: str | None, max_len: int, blocks_dir: str) -> Snapshot | None:
     """The index another run published at its latest checkpoint, if built the way we need it."""
     if not workdir:
         return None
@@ -228,7 +228,7 @@ def train_realm(config: ConfigDict, workdir: str) -> dict:
     checkpoint_dir = os.path.join(workdir, CHECKPOINT_DIR)
     index = make_index(index_cfg, os.path.join(workdir, INDEX_DIR), spec, store, r.cand_len,
                        checkpoint_dir, config.progress, config.checkpoint_every_steps)  # fmt: skip
-    seed = _source_index(config.init.ict_workdir, r.cand_len, config.data.blocks_dir)
+    seed = source_index(config.init.ict_workdir, r.cand_len, config.data.blocks_dir)
     encoder = QueryEncoder(spec)
     eval_step = make_eval_step(realm_loss_fn(model, r.joint_marginal), REALM_METRICS)
     recall_rows = []
@@ -340,7 +340,7 @@ def train_openqa(config: ConfigDict, workdir: str) -> dict:
         frozen = SyncIndex(os.path.join(workdir, INDEX_DIR), spec, store, config.index,
                            config.data.block_len, config.progress)  # fmt: skip
         source = retriever_source(config)
-        snapshot = frozen.start(0, params, _source_index(source, config.data.block_len,
+        snapshot = frozen.start(0, params, source_index(source, config.data.block_len,
                                                          config.data.blocks_dir))  # fmt: skip
     data = openqa_data(config, store, tokenizer, spec, snapshot)
     train_rows, dev_rows = _questions(config, "train"), _questions(config, "dev")

@@ -6,8 +6,11 @@ stand-in for BERT's released MLM head. It trains ``EncoderMlmModel`` (the encode
 REALM's model) on salient-span masked sentences of the corpus with a document as context,
 ``[CLS] masked sentence [SEP] context [SEP]``: the rest of the sentence's own block (its other
 sentences), the null document, a random other block, or another block that holds the masked span
-(``mlm.null_percent`` / ``random_percent`` / ``evidence_percent``, the rest own-block), drawn per
-example from ``[seed, CONTEXT, step]``.
+(``mlm.null_percent`` / ``random_percent`` / ``evidence_percent``, the rest own-block), or a hard
+negative (``mlm.hard_percent``): the block the ICT retriever (``init.ict_workdir``'s published
+index) ranks highest for the sentence among those that do not hold the masked span, which is what
+REALM's first index retrieves when it misses. Kinds are drawn per example from
+``[seed, CONTEXT, step]``.
 
 The gate is measured on held-out blocks (``realm.eval_block_percent``, no questions):
 ``mlm_accuracy`` is the held-out accuracy with the own-block context; ``oracle_utility`` the mean
@@ -16,9 +19,10 @@ the held-out sentences for which some block holds the masked span (the rest of t
 if it does, else the first other block that does; ``oracle_fraction`` of them), and
 ``oracle_mlm_accuracy`` the accuracy with that block as context, ``distractor_utility`` the same
 difference for a random other block (near 0: an unrelated block does not mislead the encoder;
-far below 0, REALM's retriever learns to fetch blocks that say little). The gate always uses
-``mlm.context_len`` (REALM's joint shape); training may use ``mlm.train_context_len``, a shorter
-window of each context around the masked span (``data/pretraining.span_window``).
+far below 0, REALM's retriever learns to fetch blocks that say little), and, with an ICT run,
+``hard_utility`` the same for the hard negative (REALM's likeliest wrong candidate). The gate
+always uses ``mlm.context_len`` (REALM's joint shape); training may use ``mlm.train_context_len``,
+a shorter window of each context around the masked span (``data/pretraining.span_window``).
 """
 
 from __future__ import annotations
@@ -29,29 +33,41 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from realm_jax import losses
+from realm_jax.data.blocks import bert_inputs
 from realm_jax.data.evidence import EvidenceIndex, contains_sequence
-from realm_jax.data.pretraining import block_rest, mlm_batch
+from realm_jax.data.pretraining import block_rest, mlm_batch, select_candidates
 from realm_jax.train import input_pipeline as ip
+from realm_jax.train.checkpoint import EmbedderSpec
+from realm_jax.train.indexing import QueryEncoder, query_tower
 from realm_jax.train.loop import Stage, run_loop
-from realm_jax.train.loops import setup_stage
-from realm_jax.train.model_setup import ConfigError, create_state
+from realm_jax.train.loops import setup_stage, source_index
+from realm_jax.train.model_setup import (
+    ConfigError,
+    create_state,
+    read_run_config,
+    realm_config,
+    restore_run_params,
+)
 from realm_jax.train.steps import mlm_step
 
 CONTEXT = 3  # seed stream of the context choices (input_pipeline uses 0-2)
-OWN, NULL, RANDOM, EVIDENCE = 0, 1, 2, 3
+OWN, NULL, RANDOM, EVIDENCE, HARD = 0, 1, 2, 3, 4
+HARD_DEPTH = 16  # ICT top blocks searched for one without the span
 
 
 def context_kinds(rng: np.random.Generator, n: int, null_percent: int, random_percent: int,
-                  evidence_percent: int = 0):  # fmt: skip
-    """``n`` context kinds (OWN / NULL / RANDOM / EVIDENCE) drawn with the given percentages."""
-    others = (null_percent, random_percent, evidence_percent)
+                  evidence_percent: int = 0, hard_percent: int = 0):  # fmt: skip
+    """``n`` context kinds (OWN / NULL / RANDOM / EVIDENCE / HARD) drawn with the given
+    percentages (the rest OWN)."""
+    others = (null_percent, random_percent, evidence_percent, hard_percent)
     if min(others) < 0 or sum(others) > 100:
         raise ConfigError(
             f"mlm.null_percent={null_percent}, random_percent={random_percent}, "
-            f"evidence_percent={evidence_percent}: each >= 0, together <= 100"
+            f"evidence_percent={evidence_percent}, hard_percent={hard_percent}: "
+            "each >= 0, together <= 100"
         )
     p = np.array([100 - sum(others), *others]) / 100
-    return rng.choice(4, size=n, p=p)
+    return rng.choice(len(p), size=n, p=p)
 
 
 def other_block(rng: np.random.Generator, num_blocks: int, own: int) -> int:
@@ -70,11 +86,54 @@ def oracle_context(store, elsewhere, masked) -> np.ndarray | None:
     return store.token_ids(int(others[0])) if len(others) else None
 
 
+class HardNegatives:
+    """For masked sentences, the block a fixed retriever ranks highest among those other than the
+    sentence's own that do not hold its masked span (REALM's likeliest wrong candidate).
+
+    ``search(query_ids [B, query_len]) -> block ids [B, k]`` in rank order."""
+
+    def __init__(self, store, search, query_len: int):
+        self.store, self.search, self.query_len = store, search, query_len
+
+    def __call__(self, masked) -> list[int | None]:
+        tokens = [q.token_ids[: self.query_len - 2] for q in masked]
+        ids = bert_inputs(tokens, None, self.query_len, self.store.cls_id, self.store.sep_id)
+        ranked = np.asarray(self.search(ids["input_ids"]))
+        out = []
+        for row, q in zip(ranked, masked, strict=True):
+            own = self.store.uid(q.block_index)
+            candidates = select_candidates(row, own, self.store.uids, HARD_DEPTH + 1)
+            wrong = (b for b in candidates
+                     if not contains_sequence(self.store.token_ids(b), q.targets))  # fmt: skip
+            out.append(next(wrong, None))
+        return out
+
+
+def ict_hard_negatives(config: ConfigDict, store) -> HardNegatives:
+    """``HardNegatives`` of the ICT run ``init.ict_workdir``'s published index and query tower."""
+    workdir = config.init.get("ict_workdir")
+    if not workdir:
+        raise ConfigError("mlm.hard_percent > 0 needs init.ict_workdir (an ICT run)")
+    source = read_run_config(workdir)
+    snapshot = source_index(workdir, source.ict.block_len, config.data.blocks_dir)
+    if snapshot is None:
+        raise ConfigError(f"init.ict_workdir={workdir}: no index published at its latest "
+                          f"checkpoint over data.blocks_dir={config.data.blocks_dir}")  # fmt: skip
+    tower = snapshot.tower
+    if not source.model.share_embedders or tower is None:
+        tower = query_tower(restore_run_params(workdir, snapshot.step)[1])
+    encoder = QueryEncoder(EmbedderSpec.from_realm_config(realm_config(source.model)))
+    k = min(HARD_DEPTH + 2, snapshot.searcher.num_blocks)
+    search = lambda ids: snapshot.searcher.search(encoder(tower, ids), k)[1]
+    return HardNegatives(store, search, config.realm.query_len)
+
+
 class MlmBatches:
     """The MLM batch of step ``i``: masked sentences (``MaskedQueries``) and their contexts."""
 
-    def __init__(self, store, queries: ip.MaskedQueries, config: ConfigDict):
-        self.store, self.queries, self.config = store, queries, config
+    def __init__(self, store, queries: ip.MaskedQueries, config: ConfigDict,
+                 hard: HardNegatives | None = None):  # fmt: skip
+        self.store, self.queries, self.config, self.hard = store, queries, config, hard
         self.evidence = queries.evidence or EvidenceIndex(store)
 
     def elsewhere(self, masked) -> np.ndarray:
@@ -83,8 +142,13 @@ class MlmBatches:
 
     def contexts(self, masked, kinds: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
         out = []
+        hard = iter(self.hard([q for q, k in zip(masked, kinds, strict=True) if k == HARD])
+                    if HARD in kinds else [])  # fmt: skip
         for q, kind in zip(masked, kinds, strict=True):
-            if kind == OWN:
+            block = next(hard) if kind == HARD else None
+            if kind == HARD and block is not None:
+                out.append(self.store.token_ids(block))
+            elif kind == OWN:
                 out.append(block_rest(self.store, q.block_index, q.sentence_index))
             elif kind == NULL:
                 out.append(np.zeros(0, np.int32))
@@ -109,23 +173,24 @@ class MlmBatches:
         rng = np.random.default_rng([self.config.seed, CONTEXT, step, jax.process_index()])
         m = self.config.mlm
         kinds = context_kinds(rng, len(masked), m.null_percent, m.random_percent,
-                              m.get("evidence_percent", 0))  # fmt: skip
+                              m.get("evidence_percent", 0), m.get("hard_percent", 0))  # fmt: skip
         train_len = m.get("train_context_len") or None  # a shorter window: faster steps
         return self.batch(masked, self.contexts(masked, kinds, rng), train_len)
 
 
-def gate_metrics(own, oracle, null, mask, has_y, distractor=None) -> dict:
+def gate_metrics(own, oracle, null, mask, has_y, distractor=None, hard=None) -> dict:
     """The gate's figures from (gold log-probs, hits) pairs of arrays [n, max_masks] (numpy) for
     the own-block, oracle and null contexts, ``mask`` (real masks) and ``has_y`` [n] (some block
     holds the masked span: the oracle subset; its oracle context is that block).
 
     ``distractor``: the pair for a random other block as context; ``distractor_utility`` is its
     log p(y|x, z) - log p(y|x, null) over all real masks. Far below 0, REALM's retriever gains
-    most by retrieving blocks that say little (short ones) rather than the answer."""
+    most by retrieving blocks that say little (short ones) rather than the answer. ``hard``: the
+    pair for the hard negatives (``HardNegatives``), giving ``hard_utility`` likewise."""
     mask = mask.astype(bool)
     subset = mask & has_y[:, None]
     mean = lambda x, m: float(np.sum(x * m) / max(np.sum(m), 1))
-    return {
+    out = {
         "loss": -mean(own[0], mask),
         "mlm_accuracy": mean(own[1], mask),
         "null_loss": -mean(null[0], mask),
@@ -134,14 +199,21 @@ def gate_metrics(own, oracle, null, mask, has_y, distractor=None) -> dict:
         "oracle_mlm_accuracy": mean(oracle[1], subset),
         "oracle_fraction": float(np.mean(has_y)),
         "num_masks": float(np.sum(mask)),
-    } | ({} if distractor is None else {"distractor_utility": mean(distractor[0] - null[0], mask)})
+    }
+    if distractor is not None:
+        out["distractor_utility"] = mean(distractor[0] - null[0], mask)
+    if hard is not None:
+        out["hard_utility"] = mean(hard[0] - null[0], mask)
+    return out
 
 
 def train_mlm(config: ConfigDict, workdir: str) -> dict:
     """Trains the encoder's MLM head (and ``optim.trainable`` layers); evaluates the gate."""
     config, tokenizer, store, model, params, _ = setup_stage(config, workdir, "mlm", spans=True)
     queries = ip.MaskedQueries(store, tokenizer, config)
-    batches = MlmBatches(store, queries, config)
+    needs_ict = config.mlm.get("hard_percent", 0) > 0 or config.init.get("ict_workdir")
+    hard = ict_hard_negatives(config, store) if needs_ict else None
+    batches = MlmBatches(store, queries, config, hard)
 
     @jax.jit
     def score(params, batch):  # one device: [n, max_masks] gold log-probs and hits
@@ -159,12 +231,16 @@ def train_mlm(config: ConfigDict, workdir: str) -> dict:
     oracle = [empty if c is None else c for c in oracle]
     rng = np.random.default_rng([config.seed, CONTEXT, ip.EVAL])
     distractor = [store.token_ids(other_block(rng, len(store), q.block_index)) for q in held_out]
-    contexts = (own, oracle, [empty] * len(held_out), distractor)
+    contexts = [own, oracle, [empty] * len(held_out), distractor]
+    if hard is not None:  # the ICT retriever's best block without the span (else the random one)
+        found = hard(held_out)
+        pairs = zip(found, distractor, strict=True)
+        contexts.append([d if b is None else store.token_ids(b) for b, d in pairs])
     eval_batches = [batches.batch(held_out, c) for c in contexts]
 
     def evaluate(step: int, params: dict) -> dict:
-        own, oracle, null, other = ([np.asarray(x) for x in score(params, b)] for b in eval_batches)
-        return gate_metrics(own, oracle, null, eval_batches[0]["mlm_mask"], has_y, other)
+        scored = [[np.asarray(x) for x in score(params, b)] for b in eval_batches]
+        return gate_metrics(*scored[:3], eval_batches[0]["mlm_mask"], has_y, *scored[3:])
 
     trainable = config.optim.trainable
     stage = Stage(

@@ -151,7 +151,7 @@ def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
 
 def test_released_realm_run_feeds_finetuning(release, tmp_path):
     """cc_news_pretrained -> a REALM run whose params and index fine-tuning starts from."""
-    from realm_jax.train.loops import _source_index, _tokenizer
+    from realm_jax.train.loops import _tokenizer, source_index
     from realm_jax.train.released import convert_released
 
     config = load_config("realm_ccnews_released").get_config("tiny")
@@ -166,7 +166,7 @@ def test_released_realm_run_feeds_finetuning(release, tmp_path):
     convert_released(config, workdir, _tokenizer())
     saved, params, _ = restore_run_params(workdir)
     assert set(params["params"]) == {"retriever", "encoder"}
-    snapshot = _source_index(workdir, config.data.block_len, saved.data.blocks_dir)
+    snapshot = source_index(workdir, config.data.block_len, saved.data.blocks_dir)
     assert snapshot is not None and snapshot.step == 0 and snapshot.tower is not None
     np.testing.assert_array_equal(np.asarray(snapshot.block_emb), release["block_emb"])
 

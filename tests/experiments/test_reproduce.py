@@ -214,7 +214,7 @@ def test_tiny_table1_end_to_end_then_resumes(tmp_path):
                 assert lo <= diff[key]["estimate"] <= hi
     assert set(record["zero_shot"]) == {"start", "realm", "change", "n_questions", "per_set"}
     assert record["zero_shot"]["n_questions"] > 0 and "Zero-shot retrieval" in markdown
-    assert {"mlm_accuracy", "oracle_utility"} <= set(record["gate"])
+    assert {"mlm_accuracy", "oracle_utility", "hard_utility"} <= set(record["gate"])
     assert "MLM warm-start gate" in markdown
     assert set(record["run_seconds"]) == {
         "ict", "mlm", "realm", "openqa_bm25_nq", "openqa_orqa_nq", "openqa_realm_nq"

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from realm_jax.data.evidence import EvidenceIndex
+from realm_jax.data.salient_spans import MaskedSentence
 from realm_jax.train import defaults, loops, model_setup
 from realm_jax.train import input_pipeline as ip
-from realm_jax.train.mlm_warmstart import context_kinds, gate_metrics, train_mlm
+from realm_jax.train.mlm_warmstart import HardNegatives, context_kinds, gate_metrics, train_mlm
 from realm_jax.train.model_setup import (
     ConfigError,
     initial_params,
@@ -44,12 +45,51 @@ def test_gate_metrics_on_hand_made_scores():
     expected = np.mean(np.log([0.1 / 0.2, 1.0, 0.05 / 0.1, 1.0, 0.9 / 0.1]))  # all 5 real masks
     assert with_distractor["distractor_utility"] == pytest.approx(expected)
     assert {k: v for k, v in with_distractor.items() if k != "distractor_utility"} == gate
+    hard = (np.log([[0.4, 0.2], [0.1, 0.5], [0.3, 0.05]]), np.zeros((3, 2)))
+    with_hard = gate_metrics(own, oracle, null, mask, has_y, distractor, hard)
+    expected = np.mean(np.log([0.4 / 0.2, 1.0, 1.0, 1.0, 0.05 / 0.1]))
+    assert with_hard["hard_utility"] == pytest.approx(expected)
+
+
+class _Blocks:
+    """The part of a BlockStore HardNegatives reads: five blocks of wordpieces."""
+
+    cls_id, sep_id = 101, 102
+    bodies = [[5, 6, 7], [7, 8, 9], [30, 31], [5, 9, 40, 41], [50]]
+    uids = np.array([bytes([i]) * 8 for i in range(5)])
+
+    def uid(self, i):
+        return bytes(self.uids[i])
+
+    def token_ids(self, i):
+        return np.array(self.bodies[i], np.int32)
+
+
+def test_hard_negatives_are_the_best_ranked_blocks_without_the_span():
+    seen = []
+
+    def search(ids):  # a fixed ranking per query; records what it was asked
+        seen.append(ids)
+        return np.array([[0, 3, 1, 2], [1, 0, 3, 4], [3, 1, -1, -1]])
+
+    # Query 0 (own block 0) masks [9, 40]: block 3 holds it, so block 1 is the hard negative.
+    # Query 1 (own block 2) masks [7]: blocks 1 and 0 hold it, so block 3. Query 2 (own block 4)
+    # masks [9]: both of its retrieved blocks hold it, so there is none.
+    masked = [MaskedSentence(0, 0, np.array([1, 103, 103, 2]), np.array([1, 2]), np.array([9, 40])),
+              MaskedSentence(2, 0, np.array([103, 4]), np.array([0]), np.array([7])),
+              MaskedSentence(4, 1, np.array([3, 103]), np.array([1]), np.array([9]))]  # fmt: skip
+    assert HardNegatives(_Blocks(), search, query_len=6)(masked) == [1, 3, None]
+    np.testing.assert_array_equal(seen[0][0], [101, 1, 103, 103, 2, 102])  # the masked query
+    assert seen[0].shape == (3, 6)
 
 
 def test_context_kinds_follow_the_percentages():
     kinds = context_kinds(np.random.default_rng(0), 4000, 25, 25, 30)
     counts = np.bincount(kinds, minlength=4) / 4000  # own, null, random, evidence
     np.testing.assert_allclose(counts, [0.2, 0.25, 0.25, 0.3], atol=0.03)  # ~4 sigma at n=4000
+    kinds = context_kinds(np.random.default_rng(0), 4000, 10, 0, 40, 30)
+    counts = np.bincount(kinds, minlength=5) / 4000  # own, null, random, evidence, hard
+    np.testing.assert_allclose(counts, [0.2, 0.1, 0.0, 0.4, 0.3], atol=0.03)
     with pytest.raises(ConfigError, match="together <= 100"):
         context_kinds(np.random.default_rng(0), 4, 60, 30, 20)
 
@@ -63,6 +103,7 @@ def test_tiny_mlm_run_then_realm_starts_its_encoder_from_it(tmp_path, monkeypatc
     metrics = train_mlm(mlm, str(tmp_path / "mlm"))
     assert GATE_KEYS <= set(metrics) and all(np.isfinite(list(metrics.values())))
     assert 0 < metrics["oracle_fraction"] <= 1  # some held-out spans are held by some block
+    assert "hard_utility" not in metrics  # no ICT run: no hard negatives (make reproduce has one)
     with open(tmp_path / "mlm" / "metrics.jsonl", encoding="utf-8") as f:
         evals = [r for r in map(json.loads, f) if r["split"] == "eval"]
     assert evals[-1]["step"] == mlm.num_train_steps and "oracle_utility" in evals[-1]
