@@ -60,6 +60,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
     if arg == "tiny":
         defaults.shrink_to_tiny(c)
         c.mlm.train_context_len = 0  # = the tiny context_len
+        c.mlm.evidence_percent, c.mlm.hard_percent = 65, 10  # the smoke test's hard negatives
         # 40 passages: too few sentences have topical evidence in another block
         c.realm.require_evidence, c.realm.evidence_min_shared = False, 0
         c.eval.num_batches = 2
