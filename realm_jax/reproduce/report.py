@@ -217,6 +217,12 @@ def gate_line(record: dict | None) -> str:
         line += f" (on the {share:.0f}% of held-out sentences whose span some block holds)"
     if "num_masks" in record:
         line += f", {record['num_masks']:.0f} masks"
+    misleading = [f"{label} {record[key]:.3f}" for key, label in
+                  (("distractor_utility", "a random other block"),
+                   ("hard_utility", "the ICT retriever's best block without the span"))
+                  if key in record]  # fmt: skip
+    if misleading:
+        line += "; utility of a block without the answer: " + ", ".join(misleading) + " nats"
     return line + ".\n"
 
 
