@@ -78,19 +78,17 @@ def _retriever(run_dir: str):
     from realm_jax.data.blocks import BlockStore
     from realm_jax.index.store import IndexStore
     from realm_jax.train.checkpoint import EmbedderSpec
-    from realm_jax.train.indexing import QueryEncoder, load_snapshot, query_tower
+    from realm_jax.train.indexing import QueryEncoder, load_snapshot
     from realm_jax.train.input_pipeline import corpus_documents
-    from realm_jax.train.loops import INDEX_DIR
-    from realm_jax.train.model_setup import read_run_config, realm_config, restore_run_params
+    from realm_jax.train.loops import INDEX_DIR, run_query_tower
+    from realm_jax.train.model_setup import read_run_config, realm_config
 
     config = read_run_config(run_dir)
     length = query_len(config)
     snapshot = load_snapshot(IndexStore(os.path.join(run_dir, INDEX_DIR)))
     if snapshot is None:
         raise FileNotFoundError(f"{run_dir}/{INDEX_DIR}: no published index")
-    tower = snapshot.tower
-    if not config.model.share_embedders or tower is None:  # a separate query tower
-        tower = query_tower(restore_run_params(run_dir, snapshot.step)[1])
+    tower = run_query_tower(run_dir, snapshot)
     store = BlockStore(config.data.blocks_dir)
     passages = block_passages(store.arrays["doc_index"],
                               [pid for pid, _, _ in corpus_documents(config.data)])  # fmt: skip

@@ -99,6 +99,9 @@ def check_config(config: ConfigDict) -> None:
             raise ConfigError("index.refresh_every must be a multiple of checkpoint_every_steps")
     if index is not None and (problem := swap_lag_problem(config)):
         raise ConfigError(problem)
+    if config.stage == "mlm" and config.mlm.get("hard_percent", 0) > 0 and not init.ict_workdir:
+        raise ConfigError("mlm.hard_percent > 0 needs init.ict_workdir (the ICT run whose "
+                          "retriever ranks the hard negatives)")  # fmt: skip
     if config.optim.get("trainable") and config.stage not in ("mlm", "realm"):
         raise ConfigError(f"optim.trainable is for the mlm and realm stages, not {config.stage}")
     if config.get("realm") and config.realm.get("require_evidence") and config.data.get(
@@ -167,6 +170,14 @@ def source_index(workdir: str | None, max_len: int, blocks_dir: str) -> Snapshot
         return None
     step = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True).latest_step()
     return load_snapshot(IndexStore(os.path.join(workdir, INDEX_DIR)), step, exact=True)
+
+
+def run_query_tower(workdir: str, snapshot: Snapshot) -> dict:
+    """The query tower of run ``workdir`` at ``snapshot``'s step: the index's own tower when the
+    run shares its towers, else the query tower restored from that step's checkpoint."""
+    if read_run_config(workdir).model.share_embedders and snapshot.tower is not None:
+        return snapshot.tower
+    return query_tower(restore_run_params(workdir, snapshot.step)[1])
 
 
 # ---------------------------------------------------------------------------------------------

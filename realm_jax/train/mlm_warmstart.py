@@ -38,16 +38,10 @@ from realm_jax.data.evidence import EvidenceIndex, contains_sequence
 from realm_jax.data.pretraining import block_rest, mlm_batch, select_candidates
 from realm_jax.train import input_pipeline as ip
 from realm_jax.train.checkpoint import EmbedderSpec
-from realm_jax.train.indexing import QueryEncoder, query_tower
+from realm_jax.train.indexing import QueryEncoder
 from realm_jax.train.loop import Stage, run_loop
-from realm_jax.train.loops import setup_stage, source_index
-from realm_jax.train.model_setup import (
-    ConfigError,
-    create_state,
-    read_run_config,
-    realm_config,
-    restore_run_params,
-)
+from realm_jax.train.loops import run_query_tower, setup_stage, source_index
+from realm_jax.train.model_setup import ConfigError, create_state, read_run_config, realm_config
 from realm_jax.train.steps import mlm_step
 
 CONTEXT = 3  # seed stream of the context choices (input_pipeline uses 0-2)
@@ -111,17 +105,13 @@ class HardNegatives:
 
 def ict_hard_negatives(config: ConfigDict, store) -> HardNegatives:
     """``HardNegatives`` of the ICT run ``init.ict_workdir``'s published index and query tower."""
-    workdir = config.init.get("ict_workdir")
-    if not workdir:
-        raise ConfigError("mlm.hard_percent > 0 needs init.ict_workdir (an ICT run)")
+    workdir = config.init.ict_workdir  # loops.check_config: set where hard_percent > 0
     source = read_run_config(workdir)
     snapshot = source_index(workdir, source.ict.block_len, config.data.blocks_dir)
     if snapshot is None:
         raise ConfigError(f"init.ict_workdir={workdir}: no index published at its latest "
                           f"checkpoint over data.blocks_dir={config.data.blocks_dir}")  # fmt: skip
-    tower = snapshot.tower
-    if not source.model.share_embedders or tower is None:
-        tower = query_tower(restore_run_params(workdir, snapshot.step)[1])
+    tower = run_query_tower(workdir, snapshot)
     encoder = QueryEncoder(EmbedderSpec.from_realm_config(realm_config(source.model)))
     k = min(HARD_DEPTH + 2, snapshot.searcher.num_blocks)
     search = lambda ids: snapshot.searcher.search(encoder(tower, ids), k)[1]
@@ -144,7 +134,7 @@ class MlmBatches:
         out = []
         hard = iter(self.hard([q for q, k in zip(masked, kinds, strict=True) if k == HARD])
                     if HARD in kinds else [])  # fmt: skip
-        for q, kind in zip(masked, kinds, strict=True):
+        for q, kind in zip(masked, kinds, strict=True):  # a HARD without one: a random block
             block = next(hard) if kind == HARD else None
             if kind == HARD and block is not None:
                 out.append(self.store.token_ids(block))
@@ -211,8 +201,8 @@ def train_mlm(config: ConfigDict, workdir: str) -> dict:
     """Trains the encoder's MLM head (and ``optim.trainable`` layers); evaluates the gate."""
     config, tokenizer, store, model, params, _ = setup_stage(config, workdir, "mlm", spans=True)
     queries = ip.MaskedQueries(store, tokenizer, config)
-    needs_ict = config.mlm.get("hard_percent", 0) > 0 or config.init.get("ict_workdir")
-    hard = ict_hard_negatives(config, store) if needs_ict else None
+    # An ICT run gives hard negatives (training, if mlm.hard_percent) and the gate's hard_utility.
+    hard = ict_hard_negatives(config, store) if config.init.get("ict_workdir") else None
     batches = MlmBatches(store, queries, config, hard)
 
     @jax.jit

@@ -137,6 +137,14 @@ def test_tiny_mlm_run_then_realm_starts_its_encoder_from_it(tmp_path, monkeypatc
     assert not os.path.exists(tmp_path / "realm2")  # a failed set-up leaves no workdir
 
 
+def test_hard_negatives_without_an_ict_run_fail_before_anything_is_written(tmp_path):
+    mlm = defaults.shrink_to_tiny(defaults.mlm_config())
+    mlm.mlm.hard_percent = 10
+    with pytest.raises(ConfigError, match="mlm.hard_percent > 0 needs init.ict_workdir"):
+        train_mlm(mlm, str(tmp_path / "mlm"))
+    assert not os.path.exists(tmp_path / "mlm")
+
+
 def test_require_evidence_draws_only_sentences_held_elsewhere(tmp_path, tokenizer):
     config = defaults.shrink_to_tiny(defaults.realm_config())
     config.realm.require_evidence = True
