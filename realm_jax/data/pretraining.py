@@ -73,6 +73,20 @@ def mlm_targets(
     return {"mlm_positions": positions, "mlm_targets": targets, "mlm_mask": mask}
 
 
+def query_tokens(queries: Sequence[MaskedSentence], query_len: int) -> list[np.ndarray]:
+    """The masked sentences cut to ``query_len - 2`` wordpieces: the ``x`` of REALM's query
+    ``[CLS] x [SEP]`` and of its joint input ``[CLS] x [SEP] z [SEP]``."""
+    return [q.token_ids[: query_len - 2] for q in queries]
+
+
+def query_inputs(
+    store: BlockStore, queries: Sequence[MaskedSentence], query_len: int
+) -> dict[str, np.ndarray]:
+    """The retriever's query inputs ``[CLS] x [SEP]`` ``[B, query_len]`` of masked sentences."""
+    return bert_inputs(query_tokens(queries, query_len), None, query_len, store.cls_id,
+                       store.sep_id)  # fmt: skip
+
+
 def realm_batch(
     store: BlockStore,
     queries: Sequence[MaskedSentence],
@@ -97,8 +111,7 @@ def realm_batch(
     joint_len = joint_len or query_len + cand_len
     cls, sep = store.cls_id, store.sep_id
     mlm = mlm_targets(queries, query_len, max_masks)
-    query_tokens = [q.token_ids[: query_len - 2] for q in queries]
-    query = bert_inputs(query_tokens, None, query_len, cls, sep)
+    query = query_inputs(store, queries, query_len)
     retrieved = np.asarray(search(query["input_ids"]))  # [B, >= K - 1]
     if retrieved.ndim != 2 or len(retrieved) != b:
         raise ValueError(f"search returned shape {retrieved.shape}; expected [{b}, k]")
@@ -112,7 +125,7 @@ def realm_batch(
         titles += [empty] + [store.title_ids(i) for i in ids] + padding
         bodies += [empty] + [store.token_ids(i) for i in ids] + padding
     cand = bert_inputs(titles, bodies, cand_len, cls, sep)
-    repeated = [t for t in query_tokens for _ in range(k)]
+    repeated = [t for t in query_tokens(queries, query_len) for _ in range(k)]
     joint = bert_inputs(repeated, [body[: cand_len - 2] for body in bodies], joint_len, cls, sep)
     shaped = lambda x, n: x.reshape(b, k, n)
     return {
@@ -165,9 +178,9 @@ def mlm_batch(
     ``context_len`` still shows the answer where the context holds it.
     """
     mlm = mlm_targets(queries, query_len, max_masks)
-    tokens = [q.token_ids[: query_len - 2] for q in queries]
     pairs = zip(queries, contexts, strict=True)
     cut = [span_window(c, q.targets, context_len - 2) for q, c in pairs]
+    tokens = query_tokens(queries, query_len)
     joint = bert_inputs(tokens, cut, query_len + context_len, store.cls_id, store.sep_id)
     return {
         "joint_ids": joint["input_ids"],

@@ -80,8 +80,8 @@ def _retriever(run_dir: str):
     from realm_jax.train.checkpoint import EmbedderSpec
     from realm_jax.train.indexing import QueryEncoder, load_snapshot
     from realm_jax.train.input_pipeline import corpus_documents
-    from realm_jax.train.loops import INDEX_DIR, run_query_tower
     from realm_jax.train.model_setup import read_run_config, realm_config
+    from realm_jax.train.published_index import INDEX_DIR, run_query_tower
 
     config = read_run_config(run_dir)
     length = query_len(config)

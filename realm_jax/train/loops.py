@@ -21,14 +21,12 @@ from realm_jax.data.blocks import BlockStore
 from realm_jax.data.pretraining import realm_batch
 from realm_jax.data.tokenization import Tokenizer
 from realm_jax.evaluation import has_answer
-from realm_jax.index.store import IndexStore
 from realm_jax.train import input_pipeline as ip
-from realm_jax.train.checkpoint import Checkpoints, EmbedderSpec, mark_done
+from realm_jax.train.checkpoint import EmbedderSpec, mark_done
 from realm_jax.train.indexing import (
     QueryEncoder,
     Snapshot,
     SyncIndex,
-    load_snapshot,
     make_index,
     query_tower,
     swap_lag_problem,
@@ -55,6 +53,7 @@ from realm_jax.train.openqa_pipeline import (
     score_predictions,
 )
 from realm_jax.train.parallel import replicate, shard
+from realm_jax.train.published_index import INDEX_DIR, source_index, source_index_problem
 from realm_jax.train.steps import (
     ICT_METRICS,
     REALM_METRICS,
@@ -65,8 +64,6 @@ from realm_jax.train.steps import (
     realm_loss_fn,
     realm_step,
 )
-
-INDEX_DIR = "index"
 
 
 def resolve_config(config: ConfigDict, workdir: str, stage: str) -> ConfigDict:
@@ -79,6 +76,12 @@ def resolve_config(config: ConfigDict, workdir: str, stage: str) -> ConfigDict:
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.data.blocks_dir = os.path.abspath(ip.blocks_dir(config, workdir))
+    if stage == "mlm" and config.mlm.get("hard_percent", 0) > 0:  # the ICT hard negatives' index
+        ict = config.init.ict_workdir
+        length = read_run_config(ict).ict.block_len
+        if problem := source_index_problem(ict, length, config.data.blocks_dir):
+            raise ConfigError(f"init.ict_workdir={ict}: {problem} (mlm.hard_percent > 0 ranks "
+                              "hard negatives with it)")  # fmt: skip
     return config
 
 
@@ -158,26 +161,6 @@ def _mean_eval(eval_step, params: dict, batches) -> dict:
     replicated = replicate(params)
     results = [host_metrics(eval_step(replicated, shard(b))) for b in batches]
     return {k: float(np.mean([r[k] for r in results])) for k in results[0]}
-
-
-def source_index(workdir: str | None, max_len: int, blocks_dir: str) -> Snapshot | None:
-    """The index another run published at its latest checkpoint, if built the way we need it."""
-    if not workdir:
-        return None
-    source = read_run_config(workdir)
-    length = source.ict.block_len if source.stage == "ict" else source.realm.cand_len
-    if source.stage == "openqa" or length != max_len or source.data.blocks_dir != blocks_dir:
-        return None
-    step = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True).latest_step()
-    return load_snapshot(IndexStore(os.path.join(workdir, INDEX_DIR)), step, exact=True)
-
-
-def run_query_tower(workdir: str, snapshot: Snapshot) -> dict:
-    """The query tower of run ``workdir`` at ``snapshot``'s step: the index's own tower when the
-    run shares its towers, else the query tower restored from that step's checkpoint."""
-    if read_run_config(workdir).model.share_embedders and snapshot.tower is not None:
-        return snapshot.tower
-    return query_tower(restore_run_params(workdir, snapshot.step)[1])
 
 
 # ---------------------------------------------------------------------------------------------

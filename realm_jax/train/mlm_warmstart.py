@@ -33,15 +33,15 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from realm_jax import losses
-from realm_jax.data.blocks import bert_inputs
 from realm_jax.data.evidence import EvidenceIndex, contains_sequence
-from realm_jax.data.pretraining import block_rest, mlm_batch, select_candidates
+from realm_jax.data.pretraining import block_rest, mlm_batch, query_inputs, select_candidates
 from realm_jax.train import input_pipeline as ip
 from realm_jax.train.checkpoint import EmbedderSpec
 from realm_jax.train.indexing import QueryEncoder
 from realm_jax.train.loop import Stage, run_loop
-from realm_jax.train.loops import run_query_tower, setup_stage, source_index
+from realm_jax.train.loops import setup_stage
 from realm_jax.train.model_setup import ConfigError, create_state, read_run_config, realm_config
+from realm_jax.train.published_index import run_query_tower, source_index
 from realm_jax.train.steps import mlm_step
 
 CONTEXT = 3  # seed stream of the context choices (input_pipeline uses 0-2)
@@ -90,9 +90,8 @@ class HardNegatives:
         self.store, self.search, self.query_len = store, search, query_len
 
     def __call__(self, masked) -> list[int | None]:
-        tokens = [q.token_ids[: self.query_len - 2] for q in masked]
-        ids = bert_inputs(tokens, None, self.query_len, self.store.cls_id, self.store.sep_id)
-        ranked = np.asarray(self.search(ids["input_ids"]))
+        ids = query_inputs(self.store, masked, self.query_len)["input_ids"]
+        ranked = np.asarray(self.search(ids))
         out = []
         for row, q in zip(ranked, masked, strict=True):
             own = self.store.uid(q.block_index)

@@ -151,7 +151,8 @@ def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
 
 def test_released_realm_run_feeds_finetuning(release, tmp_path):
     """cc_news_pretrained -> a REALM run whose params and index fine-tuning starts from."""
-    from realm_jax.train.loops import _tokenizer, source_index
+    from realm_jax.train.loops import _tokenizer
+    from realm_jax.train.published_index import source_index
     from realm_jax.train.released import convert_released
 
     config = load_config("realm_ccnews_released").get_config("tiny")

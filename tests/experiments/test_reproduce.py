@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from realm_jax.reproduce import plan, report, runner, zero_shot
+from realm_jax.reproduce.compare import compare_reproductions, table_figures
 from realm_jax.reproduce.plan import Row
 from realm_jax.train.model_setup import ConfigError
 
@@ -255,13 +256,6 @@ def test_tiny_table1_end_to_end_then_resumes(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     second = json.loads((tmp_path / "rerun" / "table1.json").read_text())
     for key in ("rows", "zero_shot", "gate"):
-        assert _figures(second[key]) == _figures(record[key]), key
-
-
-def _figures(value):
-    """The figures of a table record: without paths (they name the root) and wall times."""
-    if isinstance(value, dict):
-        return {k: _figures(v) for k, v in value.items() if k not in ("per_question", "seconds")}
-    if isinstance(value, list):
-        return [_figures(v) for v in value]
-    return value
+        assert table_figures(second[key]) == table_figures(record[key]), key
+    items = compare_reproductions(str(tmp_path), str(tmp_path / "rerun"))
+    assert len(items) == 6 and all(d is None for _, d in items), items  # table + 5 per-question

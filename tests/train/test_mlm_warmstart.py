@@ -12,6 +12,7 @@ from realm_jax.data.evidence import EvidenceIndex
 from realm_jax.data.salient_spans import MaskedSentence
 from realm_jax.train import defaults, loops, model_setup
 from realm_jax.train import input_pipeline as ip
+from realm_jax.train.loop import save_config
 from realm_jax.train.mlm_warmstart import HardNegatives, context_kinds, gate_metrics, train_mlm
 from realm_jax.train.model_setup import (
     ConfigError,
@@ -141,6 +142,16 @@ def test_hard_negatives_without_an_ict_run_fail_before_anything_is_written(tmp_p
     mlm = defaults.shrink_to_tiny(defaults.mlm_config())
     mlm.mlm.hard_percent = 10
     with pytest.raises(ConfigError, match="mlm.hard_percent > 0 needs init.ict_workdir"):
+        train_mlm(mlm, str(tmp_path / "mlm"))
+    assert not os.path.exists(tmp_path / "mlm")
+
+    # An ICT run directory with no index published at its latest checkpoint (here: none yet).
+    ict = loops.resolve_config(defaults.shrink_to_tiny(defaults.ict_config()),
+                               str(tmp_path / "ict"), "ict")  # fmt: skip
+    save_config(ict, str(tmp_path / "ict"))
+    mlm.init.ict_workdir = str(tmp_path / "ict")
+    mlm.data.blocks_dir = ict.data.blocks_dir  # the same blocks: only the index is missing
+    with pytest.raises(ConfigError, match=r"ict: no index published at its latest checkpoint"):
         train_mlm(mlm, str(tmp_path / "mlm"))
     assert not os.path.exists(tmp_path / "mlm")
 

@@ -1,0 +1,45 @@
+"""The index another run published at its latest checkpoint, read by the next stage: REALM's
+seed index from the ICT run, the MLM warm start's hard negatives, the zero-shot evaluation."""
+
+from __future__ import annotations
+
+import os
+
+from realm_jax.index.store import IndexStore
+from realm_jax.train.checkpoint import Checkpoints
+from realm_jax.train.indexing import Snapshot, load_snapshot, query_tower
+from realm_jax.train.model_setup import CHECKPOINT_DIR, read_run_config, restore_run_params
+
+INDEX_DIR = "index"  # a run's published indexes, under its workdir
+
+
+def source_index_problem(workdir: str, max_len: int, blocks_dir: str) -> str | None:
+    """Why run ``workdir`` has no index that ``source_index`` can use, or None if it has one."""
+    source = read_run_config(workdir)
+    if source.stage == "openqa":
+        return "an open-QA run publishes no index"
+    length = source.ict.block_len if source.stage == "ict" else source.realm.cand_len
+    if length != max_len:
+        return f"its index embeds blocks cut to {length} wordpieces, not {max_len}"
+    if source.data.blocks_dir != blocks_dir:
+        return f"its index is over data.blocks_dir={source.data.blocks_dir}, not {blocks_dir}"
+    step = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True).latest_step()
+    if step is None or step not in IndexStore(os.path.join(workdir, INDEX_DIR)).steps():
+        return f"no index published at its latest checkpoint (step {step})"
+    return None
+
+
+def source_index(workdir: str | None, max_len: int, blocks_dir: str) -> Snapshot | None:
+    """The index another run published at its latest checkpoint, if built the way we need it."""
+    if not workdir or source_index_problem(workdir, max_len, blocks_dir):
+        return None
+    step = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True).latest_step()
+    return load_snapshot(IndexStore(os.path.join(workdir, INDEX_DIR)), step, exact=True)
+
+
+def run_query_tower(workdir: str, snapshot: Snapshot) -> dict:
+    """The query tower of run ``workdir`` at ``snapshot``'s step: the index's own tower when the
+    run shares its towers, else the query tower restored from that step's checkpoint."""
+    if read_run_config(workdir).model.share_embedders and snapshot.tower is not None:
+        return snapshot.tower
+    return query_tower(restore_run_params(workdir, snapshot.step)[1])
