@@ -24,6 +24,7 @@ $(STAMP): requirements.txt
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache  # the import layers in setup.cfg
 	$(VENV)/bin/python -m pytest -q -n 2 tests
 
 # The paper's tables at CPU scale (experiments/reproduce.py); one device, so XLA gets both cores.
@@ -40,6 +41,7 @@ reproduce-ablations: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # Benchmarks run on one device (no simulated devices) so XLA gets all cores.
 bench-encoder: $(STAMP)
