@@ -40,10 +40,10 @@ def main(argv: list[str]) -> None:
             return
         if not _WORKDIR.value:
             raise app.UsageError("--workdir is required (unless --dry_run)")
-        from realm_jax.train.loops import _tokenizer
+        from realm_jax.data.tokenization import shared_tokenizer
         from realm_jax.train.released import convert_released
 
-        info = convert_released(config, _WORKDIR.value, _tokenizer())
+        info = convert_released(config, _WORKDIR.value, shared_tokenizer())
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -33,10 +33,11 @@ class RealmQA:
         self._load()
 
     def _load(self) -> None:
-        from realm_jax.train.loops import _tokenizer, load_openqa_run
+        from realm_jax.data.tokenization import shared_tokenizer
+        from realm_jax.train.loops import load_openqa_run
 
         self.config, self.params, self.answerer = load_openqa_run(self.workdir)
-        self.tokenizer = _tokenizer()
+        self.tokenizer = shared_tokenizer()
 
     def check_questions(self, questions: Sequence[str], where: str = "question") -> None:
         """Empty or non-string questions are errors; over-long ones are truncated, with a

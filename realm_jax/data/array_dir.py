@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from realm_jax.data.jsonl import _fsync_directory
+from realm_jax.data.jsonl import fsync_directory
 
 META_FILE = "meta.json"
 # np.lib.format pads a 1-D header to 128 bytes for any length up to ~1e60 (checked at close).
@@ -119,13 +119,13 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".tmp")
     try:
         yield tmp
-        _fsync_directory(tmp)
+        fsync_directory(tmp)
         old = None
         if os.path.exists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=f".{name}.", suffix=".old")
             os.replace(path, os.path.join(old, name))
         os.replace(tmp, path)
-        _fsync_directory(parent)
+        fsync_directory(parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

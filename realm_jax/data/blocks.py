@@ -95,7 +95,7 @@ _RAGGED = {
 }
 
 
-class _StoreWriter:
+class StoreWriter:
     """Streams blocks into the arrays of a store under construction (one write per chunk)."""
 
     def __init__(self, directory: str):
@@ -129,8 +129,8 @@ class _StoreWriter:
             writer.close()
 
 
-def _store_meta(
-    writer: _StoreWriter,
+def store_meta(
+    writer: StoreWriter,
     tokenizer: Tokenizer,
     source: str,
     max_len: int,
@@ -208,7 +208,7 @@ def build_blocks(
     keys = ("docs", "empty_docs", "truncated_titles", "truncated_sentences", "dropped_sentences")
     stats = collections.Counter(dict.fromkeys(keys, 0))
     with array_dir.atomic_directory(output_dir, overwrite) as tmp:
-        writer = _StoreWriter(tmp)
+        writer = StoreWriter(tmp)
         try:
             with progress_bar(total=total, desc="blocks", unit="doc", enabled=progress) as bar:
                 for chunk in array_dir.chunked(docs, chunk_size):
@@ -220,7 +220,7 @@ def build_blocks(
                     bar.update(len(chunk))
         finally:
             writer.close()
-        meta = _store_meta(writer, tokenizer, source, max_len, prepacked, stats)
+        meta = store_meta(writer, tokenizer, source, max_len, prepacked, stats)
         meta["sentence_splitter"] = "spacy.blank('en') + sentencizer"
         array_dir.write_meta(tmp, meta)
     return meta

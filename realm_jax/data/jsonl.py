@@ -88,10 +88,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_path)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
-def _fsync_directory(directory: str) -> None:
+def fsync_directory(directory: str) -> None:
     # Makes the rename itself durable; not every platform/filesystem allows opening a directory.
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)

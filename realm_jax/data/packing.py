@@ -110,7 +110,7 @@ class Block:
         return [self.text[s:e] for s, e in self.sentence_char_spans]
 
 
-def _whole_word_cut(ids: Sequence[int], room: int, is_continuation: np.ndarray) -> int:
+def whole_word_cut(ids: Sequence[int], room: int, is_continuation: np.ndarray) -> int:
     """How many wordpieces of an over-long sentence to keep so it ends on a whole word."""
     keep = room
     while keep > 1 and is_continuation[ids[keep]]:
@@ -158,7 +158,7 @@ def doc_blocks(
                 changed = True
                 continue
             if len(tokens) > room:
-                keep = _whole_word_cut(tokens, room, is_continuation)
+                keep = whole_word_cut(tokens, room, is_continuation)
                 tokens = tokens[:keep]
                 e = s + sent_offsets[i][keep - 1][1]
                 stats["truncated_sentences"] += 1

@@ -25,9 +25,9 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from realm_jax.data import array_dir, documents
-from realm_jax.data.blocks import DEFAULT_MAX_LEN, _store_meta, _StoreWriter, build_blocks
+from realm_jax.data.blocks import DEFAULT_MAX_LEN, StoreWriter, build_blocks, store_meta
 from realm_jax.data.documents import CorpusError
-from realm_jax.data.packing import Block, _whole_word_cut, block_uid, continuation_table
+from realm_jax.data.packing import Block, block_uid, continuation_table, whole_word_cut
 from realm_jax.data.tokenization import Tokenizer
 from realm_jax.progress import progress_bar
 
@@ -183,7 +183,7 @@ def _example_block(title, text, example, wordpieces, offsets, max_len, is_contin
     aligned = np.array_equal(token_ids, wordpieces)
     body, budget = text, max_len - 3 - len(title_ids)
     if len(token_ids) > budget:
-        keep = _whole_word_cut(token_ids, budget, is_continuation)
+        keep = whole_word_cut(token_ids, budget, is_continuation)
         token_ids, starts = token_ids[:keep], starts[starts < keep]
         if aligned:  # else the cut point in the text is unknown: the text is kept whole
             body = text[: offsets[keep - 1][1]]
@@ -239,7 +239,7 @@ def build_blocks_from_examples(
     stats = collections.Counter(dict.fromkeys(keys, 0))
     rows = _iter_lockstep(blocks_path, titles_path, examples_path)
     with array_dir.atomic_directory(output_dir, overwrite) as tmp:
-        writer = _StoreWriter(tmp)
+        writer = StoreWriter(tmp)
         try:
             with progress_bar(desc="blocks", unit="block", enabled=progress) as bar:
                 for chunk in array_dir.chunked(rows, chunk_size):
@@ -249,7 +249,7 @@ def build_blocks_from_examples(
                     bar.update(len(chunk))
         finally:
             writer.close()
-        meta = _store_meta(writer, tokenizer, examples_path, max_len, True, stats)
+        meta = store_meta(writer, tokenizer, examples_path, max_len, True, stats)
         meta |= {
             "source_format": "examples.tfr",
             "blocks_source": blocks_path,

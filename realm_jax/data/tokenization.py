@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -77,3 +78,9 @@ class Tokenizer:
 
     def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
         return self._tok.convert_ids_to_tokens(list(ids))
+
+
+@functools.cache
+def shared_tokenizer() -> Tokenizer:
+    """The packaged vocab's ``Tokenizer``, loaded once per process (~1 s to load)."""
+    return Tokenizer()

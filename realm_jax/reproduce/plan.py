@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from realm_jax.reproduce.metrics import refresh_lag
+
 SCALES = ("mini", "long", "tiny")
 # The long variant (make reproduce-long) is the mini scale with a longer REALM stage (its
 # config's ":long" settings); ICT, the MLM warm start and fine-tuning are mini's.
@@ -96,8 +98,6 @@ def table1(scale: str, datasets: tuple[str, ...] = DATASETS) -> tuple[list[Run],
 
 
 def _stale_age(root: str) -> int:
-    from realm_jax.reproduce.report import refresh_lag
-
     return 30 * refresh_lag(f"{root}/realm")
 
 

@@ -7,30 +7,13 @@ import os
 
 from realm_jax.data.jsonl import atomic_write
 from realm_jax.reproduce import runner, stats, zero_shot
+from realm_jax.reproduce.metrics import read_metrics
 from realm_jax.reproduce.plan import DATASETS, Row
 from realm_jax.train.loop import METRICS_FILE
 
 # More gate figures than the two the issue names.
 GATE_EXTRA = ("null_mlm_accuracy", "distractor_utility", "hard_utility", "oracle_fraction",
               "num_masks", "step")  # fmt: skip
-
-
-def read_metrics(workdir: str, split: str) -> list[dict]:
-    """The ``split`` ("train" / "eval") records of a run's metrics.jsonl, in order."""
-    path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: missing; did the run start?")
-    with open(path, encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
-    # A resumed run logs steps after its checkpoint again: the last record of a step wins.
-    by_step = {r["step"]: r for r in records if r["split"] == split}
-    return [by_step[s] for s in sorted(by_step)]
-
-
-def refresh_lag(realm_workdir: str) -> int:
-    """Steps an index lagged behind training at most (window means) in a REALM run; >= 1."""
-    lags = [r.get("staleness", 0.0) for r in read_metrics(realm_workdir, "train")]
-    return max(1, round(max(lags, default=1.0)))
 
 
 def gate(root: str, run: str = "mlm") -> dict | None:

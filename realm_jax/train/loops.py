@@ -9,7 +9,6 @@ Each ``train_*(config, workdir)`` resolves the config (its block cache), writes 
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 
@@ -19,7 +18,7 @@ from ml_collections import ConfigDict
 
 from realm_jax.data.blocks import BlockStore
 from realm_jax.data.pretraining import realm_batch
-from realm_jax.data.tokenization import Tokenizer
+from realm_jax.data.tokenization import Tokenizer, shared_tokenizer
 from realm_jax.evaluation import has_answer
 from realm_jax.train import input_pipeline as ip
 from realm_jax.train.checkpoint import EmbedderSpec, mark_done
@@ -120,11 +119,6 @@ def check_config(config: ConfigDict) -> None:
             raise ConfigError(f"openqa.reader_beam={o.reader_beam} > retriever_beam")
 
 
-@functools.cache
-def _tokenizer() -> Tokenizer:
-    return Tokenizer()  # ~1 s to load: once per process
-
-
 def check_workdir(config: ConfigDict, workdir: str) -> None:
     """A workdir that already holds a run must hold one of this stage and model shape (a resume);
     anything else is an error before a byte is written."""
@@ -145,7 +139,7 @@ def setup_stage(config: ConfigDict, workdir: str, stage: str, spans: bool = Fals
     """Checks the config and workdir, packs the corpus, builds the model and its step-0 params."""
     config = resolve_config(config, workdir, stage)
     check_workdir(config, workdir)
-    tokenizer = _tokenizer()
+    tokenizer = shared_tokenizer()
     store = ip.prepare_blocks(config, config.data.blocks_dir, tokenizer, salient_spans=spans)
     model = stage_model(config)
     params, sources = initial_params(config, jax.random.PRNGKey(config.seed))
@@ -382,5 +376,5 @@ def load_openqa_run(workdir: str) -> tuple[ConfigDict, dict, Answerer]:
                             None)  # fmt: skip
     else:
         store = BlockStore(config.data.blocks_dir)
-    data = openqa_data(config, store, _tokenizer(), spec, snapshot)
+    data = openqa_data(config, store, shared_tokenizer(), spec, snapshot)
     return config, params, Answerer(stage_model(config), data)

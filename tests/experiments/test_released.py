@@ -151,7 +151,7 @@ def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
 
 def test_released_realm_run_feeds_finetuning(release, tmp_path):
     """cc_news_pretrained -> a REALM run whose params and index fine-tuning starts from."""
-    from realm_jax.train.loops import _tokenizer
+    from realm_jax.data.tokenization import shared_tokenizer
     from realm_jax.train.published_index import source_index
     from realm_jax.train.released import convert_released
 
@@ -164,7 +164,7 @@ def test_released_realm_run_feeds_finetuning(release, tmp_path):
         config.data.corpus = str(root / "enwiki-20181220" / "blocks.tfr")
         config.data.titles = str(root / "enwiki-20181220" / "titles.tfr")
     workdir = str(tmp_path / "realm_released")
-    convert_released(config, workdir, _tokenizer())
+    convert_released(config, workdir, shared_tokenizer())
     saved, params, _ = restore_run_params(workdir)
     assert set(params["params"]) == {"retriever", "encoder"}
     snapshot = source_index(workdir, config.data.block_len, saved.data.blocks_dir)
@@ -177,8 +177,9 @@ def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path, monkeypa
     import torch
     from transformers.models.deprecated.realm import configuration_realm, modeling_realm
 
+    from realm_jax.data.tokenization import shared_tokenizer
     from realm_jax.train import released
-    from realm_jax.train.loops import _tokenizer, load_openqa_run
+    from realm_jax.train.loops import load_openqa_run
     from realm_jax.train.released import convert_released
 
     reads = []  # the state dict gives both the params and block_emb: read once
@@ -206,7 +207,7 @@ def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path, monkeypa
         config.released.doc_tower = None  # not saved: edits would need `realm-jax index` first
         config.data.corpus, config.data.titles = records, None
     workdir = str(tmp_path / "hf_run")
-    info = convert_released(config, workdir, _tokenizer())
+    info = convert_released(config, workdir, shared_tokenizer())
     assert info["format"] == "hf" and info["num_blocks"] == len(texts)
     assert reads == [str(tmp_path / "hf")]
     _, params, answer = load_openqa_run(workdir)

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from realm_jax.reproduce import plan, report, runner, zero_shot
+from realm_jax.reproduce import metrics, plan, report, runner, zero_shot
 from realm_jax.reproduce.compare import compare_reproductions, table_figures
 from realm_jax.reproduce.plan import Row
 from realm_jax.train.model_setup import ConfigError
@@ -87,7 +87,7 @@ def test_gate_and_refresh_lag_read_the_runs_metrics(tmp_path):
         {"step": 5, "split": "train", "loss": 3.0, "staleness": 1.0},
         {"step": 10, "split": "eval", "recall_at_5": 35.5},
     ])  # fmt: skip
-    assert report.refresh_lag(str(tmp_path / "realm")) == 1
+    assert metrics.refresh_lag(str(tmp_path / "realm")) == 1
     evals = [
         {"step": 0, "split": "eval", "mlm_accuracy": 0.1, "oracle_utility": 0.0, "loss": 9.0},
         {"step": 5, "split": "train", "loss": 3.0},
