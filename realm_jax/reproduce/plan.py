@@ -20,7 +20,7 @@ SCALES = ("mini", "long", "tiny")
 LONG_STAGES = ("realm",)
 # What each scale's Table 1 reproduces, printed when it starts and written into the table.
 SCALE_NOTES = {
-    "mini": "the default (goal 45 minutes; 97.6 on a 2-core machine): every stage, REALM "
+    "mini": "the default (goal 45 minutes; 91-98 on a 2-core machine): every stage, REALM "
             "pre-training 30 steps (too few to move the retriever; `make reproduce-long` is the "
             "run that measures that, with its control)",
     "long": "the long variant: REALM pre-training 150 steps and its stopped-gradient control, "
