@@ -77,6 +77,7 @@ def realm_mlm_loss(
         "nll_sum": -jnp.sum(log_marginal),
         "retrieval_utility_sum": jnp.sum(utility),
         "mlm_correct_sum": jnp.sum(correct),
+        "null_probability_sum": jnp.sum(jnp.exp(log_pz[:, 0])),  # p(null document | x)
         "num_masks": jnp.sum(num_masks),
         "num_examples": jnp.asarray(mask.shape[0], jnp.float32),
     }

@@ -63,6 +63,7 @@ def test_realm_loss_and_metrics_match_reference(joint):
     correct = (predictive.argmax(-1) == args[3]) * mask
     assert float(metrics["mlm_correct_sum"]) == correct.sum()
     assert float(metrics["num_masks"]) == mask.sum() == 9
+    np.testing.assert_allclose(metrics["null_probability_sum"], pz[:, 0].sum(), **TOL)
 
 
 @pytest.mark.parametrize("joint", [False, True])

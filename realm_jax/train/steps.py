@@ -40,6 +40,8 @@ REALM_METRICS = {
     "loss": ("nll_sum", "num_masks"),
     "retrieval_utility": ("retrieval_utility_sum", "num_masks"),
     "mlm_accuracy": ("mlm_correct_sum", "num_masks"),
+    # The retriever's mass on the null document: rising if it learns that blocks do not help.
+    "null_probability": ("null_probability_sum", "num_examples"),
 }
 MLM_METRICS = {"loss": ("nll_sum", "num_masks"), "mlm_accuracy": ("mlm_correct_sum", "num_masks")}
 OPENQA_METRICS = {
