@@ -104,7 +104,7 @@ class HardNegatives:
 
 def ict_hard_negatives(config: ConfigDict, store) -> HardNegatives:
     """``HardNegatives`` of the ICT run ``init.ict_workdir``'s published index and query tower."""
-    workdir = config.init.ict_workdir  # loops.check_config: set where hard_percent > 0
+    workdir = config.init.ict_workdir  # train_mlm calls this only when it is set
     source = read_run_config(workdir)
     snapshot = source_index(workdir, source.ict.block_len, config.data.blocks_dir)
     if snapshot is None:

@@ -13,27 +13,34 @@ from realm_jax.train.model_setup import CHECKPOINT_DIR, read_run_config, restore
 INDEX_DIR = "index"  # a run's published indexes, under its workdir
 
 
-def source_index_problem(workdir: str, max_len: int, blocks_dir: str) -> str | None:
-    """Why run ``workdir`` has no index that ``source_index`` can use, or None if it has one."""
+def _latest_index(workdir: str, max_len: int, blocks_dir: str) -> tuple[str | None, int | None]:
+    """(why run ``workdir`` has no usable index or None, the step of its latest checkpoint)."""
     source = read_run_config(workdir)
     if source.stage == "openqa":
-        return "an open-QA run publishes no index"
+        return "an open-QA run publishes no index", None
     length = source.ict.block_len if source.stage == "ict" else source.realm.cand_len
     if length != max_len:
-        return f"its index embeds blocks cut to {length} wordpieces, not {max_len}"
+        return f"its index embeds blocks cut to {length} wordpieces, not {max_len}", None
     if source.data.blocks_dir != blocks_dir:
-        return f"its index is over data.blocks_dir={source.data.blocks_dir}, not {blocks_dir}"
+        return f"its index is over data.blocks_dir={source.data.blocks_dir}, not {blocks_dir}", None
     step = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True).latest_step()
     if step is None or step not in IndexStore(os.path.join(workdir, INDEX_DIR)).steps():
-        return f"no index published at its latest checkpoint (step {step})"
-    return None
+        return f"no index published at its latest checkpoint (step {step})", step
+    return None, step
+
+
+def source_index_problem(workdir: str, max_len: int, blocks_dir: str) -> str | None:
+    """Why run ``workdir`` has no index that ``source_index`` can use, or None if it has one."""
+    return _latest_index(workdir, max_len, blocks_dir)[0]
 
 
 def source_index(workdir: str | None, max_len: int, blocks_dir: str) -> Snapshot | None:
     """The index another run published at its latest checkpoint, if built the way we need it."""
-    if not workdir or source_index_problem(workdir, max_len, blocks_dir):
+    if not workdir:
         return None
-    step = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True).latest_step()
+    problem, step = _latest_index(workdir, max_len, blocks_dir)
+    if problem:
+        return None
     return load_snapshot(IndexStore(os.path.join(workdir, INDEX_DIR)), step, exact=True)
 
 
