@@ -25,7 +25,7 @@ $(STAMP): requirements.txt
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache  # the import layers in setup.cfg
-	$(VENV)/bin/python -m pytest -q -n 2 tests
+	$(VENV)/bin/python -m pytest -q -n 2 --durations=15 tests
 
 # The paper's tables at CPU scale (experiments/reproduce.py); one device, so XLA gets both cores.
 # Rerunning resumes: finished runs under runs/reproduce are skipped.
