@@ -141,7 +141,8 @@ def table(
         if zero_shot_column:
             record["zero_shot"] = pretrain_zero_shot(root, row.pretrain, zero_shot_sets)
             figures = record["zero_shot"] or {}
-            cells.append(_cell(figures.get("recall_at_5"), figures.get("change_vs_ict")))
+            change = figures.get("change_vs_ict") or {}  # {"recall_at_5": ..., "mrr": ...}
+            cells.append(_cell(figures.get("recall_at_5"), change.get("recall_at_5")))
         lines.append("| " + " | ".join(cells) + " |")
         record_rows.append(record)
     counts = {d: next((results[r.label][d]["n"] for r in rows if d in results[r.label]), 0)
