@@ -11,7 +11,7 @@ from realm_jax.reproduce.metrics import read_metrics
 from realm_jax.reproduce.plan import DATASETS, Row
 from realm_jax.train.loop import METRICS_FILE
 
-# More gate figures than the two the issue names.
+# More gate figures than the two with goals (accuracy, oracle utility).
 GATE_EXTRA = ("null_mlm_accuracy", "distractor_utility", "hard_utility", "oracle_fraction",
               "num_masks", "step")  # fmt: skip
 
