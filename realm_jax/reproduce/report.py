@@ -86,7 +86,8 @@ def vs_orqa(row: Row, scores: dict, references: dict, root: str) -> dict:
 
 def pretrain_zero_shot(root: str, run: str | None, datasets=DATASETS, start: str = "ict"):
     """A pre-training run's pooled dev zero-shot ``{recall_at_5, mrr, change_vs_ict}`` (Table 2's
-    column): ``change_vs_ict`` is the paired change from the ICT start (None for ICT itself).
+    column): ``change_vs_ict`` is the paired change from the ICT start, ``{"recall_at_5": {estimate,
+    ci95}, "mrr": {...}}`` (None for ICT itself).
     None when the run (or ICT) has not finished."""
     if run is None:
         return None
