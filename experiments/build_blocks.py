@@ -23,14 +23,13 @@ import sys
 from absl import app, flags
 
 from realm_jax.data.blocks import DEFAULT_MAX_LEN, build_blocks_from_files
-from realm_jax.data.documents import CorpusError
-from realm_jax.data.jsonl import JsonlError
 from realm_jax.data.released_blocks import (
     build_blocks_from_block_records,
     build_blocks_from_examples,
 )
 from realm_jax.data.salient_spans import build_salient_spans
 from realm_jax.data.tokenization import Tokenizer
+from realm_jax.errors import CorpusError, JsonlError
 
 _CORPUS = flags.DEFINE_string("corpus", None, "jsonl of {title, text}, or ORQA's blocks.tfr.")
 _TITLES = flags.DEFINE_string("titles", None, "ORQA's titles.tfr, when --corpus is blocks.tfr.")

@@ -21,7 +21,10 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from realm_jax.train.launch import USER_ERRORS, describe, quiet_logs
+from realm_jax.convert.released import convert_released
+from realm_jax.data.tokenization import shared_tokenizer
+from realm_jax.errors import USER_ERRORS
+from realm_jax.train.launch import describe, quiet_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A released config (*_released.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run directory to create (must not exist).")
@@ -40,15 +43,13 @@ def main(argv: list[str]) -> None:
             return
         if not _WORKDIR.value:
             raise app.UsageError("--workdir is required (unless --dry_run)")
-        from realm_jax.data.tokenization import shared_tokenizer
-        from realm_jax.train.released import convert_released
 
         info = convert_released(config, _WORKDIR.value, shared_tokenizer())
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     print(f"{_WORKDIR.value}: {config.stage} run converted from {info['format']} artifacts "
-          f"({info['num_blocks']} blocks, {info['seconds']} s)")  # fmt: skip
+          f"({info['num_blocks']} blocks, {info['seconds']} s)")
     print(json.dumps(info))
 
 

@@ -15,9 +15,10 @@ import sys
 
 from absl import app, flags
 
-from realm_jax.data.openqa import CONFIGS
-from realm_jax.train.evaluate import evaluate_run
-from realm_jax.train.launch import USER_ERRORS, quiet_logs
+from realm_jax.data.questions import CONFIGS
+from realm_jax.errors import USER_ERRORS
+from realm_jax.openqa.predict import evaluate_run
+from realm_jax.train.launch import quiet_logs
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "An open-QA fine-tuning workdir.")
 _DATASET = flags.DEFINE_enum("dataset", None, list(CONFIGS), "A packaged question set.")
@@ -39,12 +40,12 @@ def main(argv: list[str]) -> None:
         metrics = evaluate_run(
             _CHECKPOINT.value, _DATASET.value, _SPLIT.value, _QUESTIONS.value, _REGEX.value,
             _OUTPUT.value, _BATCH_SIZE.value,
-        )  # fmt: skip
+        )
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     print(f"EM {metrics['exact_match']:.2f}, recall@5 {metrics['recall_at_5']:.2f} "
-          f"over {metrics['n']} questions")  # fmt: skip
+          f"over {metrics['n']} questions")
     print(json.dumps(metrics))
 
 

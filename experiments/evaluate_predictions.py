@@ -13,7 +13,7 @@ import sys
 
 from absl import app, flags, logging
 
-from realm_jax.data.jsonl import JsonlError
+from realm_jax.errors import JsonlError
 from realm_jax.evaluation import evaluate_prediction_files
 
 _PREDICTIONS = flags.DEFINE_string("predictions", None, "jsonl of {question, prediction}.")

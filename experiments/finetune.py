@@ -10,8 +10,8 @@ stdout line is the final evaluation as one JSON object; a bad config or a NaN lo
 ``error:`` line on stderr and exit 1.
 """
 
+from realm_jax.train import openqa
 from realm_jax.train.launch import stage_main
-from realm_jax.train.loops import train_openqa
 
 if __name__ == "__main__":
-    stage_main(train_openqa, "openqa")
+    stage_main(openqa.train_and_evaluate, "openqa")

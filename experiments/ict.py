@@ -9,8 +9,8 @@ stdout line is the final evaluation as one JSON object; a bad config or a NaN lo
 ``error:`` line on stderr and exit 1.
 """
 
+from realm_jax.train import ict
 from realm_jax.train.launch import stage_main
-from realm_jax.train.loops import train_ict
 
 if __name__ == "__main__":
-    stage_main(train_ict, "ict")
+    stage_main(ict.train_and_evaluate, "ict")

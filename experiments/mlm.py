@@ -10,8 +10,8 @@ the answer gives over the null document). REALM starts its encoder from this run
 stdout line is the final evaluation as one JSON object.
 """
 
+from realm_jax.train import mlm
 from realm_jax.train.launch import stage_main
-from realm_jax.train.mlm_warmstart import train_mlm
 
 if __name__ == "__main__":
-    stage_main(train_mlm, "mlm")
+    stage_main(mlm.train_and_evaluate, "mlm")

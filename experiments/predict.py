@@ -10,12 +10,14 @@ scores the file as it is. The output appears only when complete; a bad input giv
 line on stderr and exit 1.
 """
 
+import os
 import sys
 
 from absl import app, flags
 
-from realm_jax.train.evaluate import predict_file
-from realm_jax.train.launch import USER_ERRORS, quiet_logs
+from realm_jax.errors import USER_ERRORS
+from realm_jax.serve.api import RealmQA
+from realm_jax.train.launch import quiet_logs
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "An open-QA fine-tuning workdir.")
 _QUESTIONS = flags.DEFINE_string("questions", None, "jsonl of {question, ...}.")
@@ -29,7 +31,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     quiet_logs()
     try:
-        n = predict_file(_CHECKPOINT.value, _QUESTIONS.value, _OUTPUT.value, _BATCH_SIZE.value)
+        if not os.path.isfile(_QUESTIONS.value):  # before the model loads
+            raise FileNotFoundError(f"{_QUESTIONS.value}: no such file")
+        n = RealmQA(_CHECKPOINT.value, _BATCH_SIZE.value).ask_file(_QUESTIONS.value, _OUTPUT.value)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

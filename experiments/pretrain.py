@@ -10,8 +10,8 @@ stdout line is the final evaluation as one JSON object; a bad config or a NaN lo
 ``error:`` line on stderr and exit 1.
 """
 
+from realm_jax.train import realm
 from realm_jax.train.launch import stage_main
-from realm_jax.train.loops import train_realm
 
 if __name__ == "__main__":
-    stage_main(train_realm, "realm")
+    stage_main(realm.train_and_evaluate, "realm")

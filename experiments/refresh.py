@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from realm_jax.index.embed_pass import SHARD_ROWS
+from realm_jax.index.corpus_pass import SHARD_ROWS
 from realm_jax.index.refresher import RefreshConfig, Refresher
-from realm_jax.train import distributed
+from realm_jax.utils import devices
 
 flags.DEFINE_string(
     "checkpoint_dir", None, "The trainer's orbax checkpoint directory.", required=True
@@ -39,18 +39,18 @@ flags.DEFINE_integer(
     "in_order_every", 0, "Beside a trainer with index.swap_lag: its checkpoint_every_steps (index "
     "every such checkpoint, oldest first); 0: the newest checkpoint first."
 )
-distributed.define_flags()
+devices.define_flags()
 flags.DEFINE_integer("shard_rows", SHARD_ROWS, "Blocks per embedding shard (the unit of resuming).")
 
 
 def main(argv):
     del argv
     f = flags.FLAGS
-    distributed.initialize_from_flags()
+    devices.initialize_from_flags()
     config = RefreshConfig(
         f.checkpoint_dir, f.index_dir, f.blocks, f.searcher, f.emb_dtype, f.batch_size,
         f.max_len, f.keep, f.poll_seconds, f.progress, f.shard_rows, f.in_order_every,
-    )  # fmt: skip
+    )
     import jax
 
     me = jax.process_index()

@@ -40,8 +40,9 @@ import time
 from absl import app, flags
 
 from realm_jax.benchmarks.common import machine_info
+from realm_jax.errors import USER_ERRORS
 from realm_jax.reproduce import plan, report, runner, zero_shot
-from realm_jax.train.launch import USER_ERRORS, quiet_logs
+from realm_jax.train.launch import quiet_logs
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -85,7 +86,7 @@ def reproduce(table: int, root: str) -> None:
     sets = list(dict.fromkeys(d for row in rows for d in row.runs))
     references = runner.evaluate_references(sets, root, "test", _MAX_TEST.value)
     markdown, record = report.table(rows, results, root, title, references,
-                                    zero_shot_column=table == 2)  # fmt: skip
+                                    zero_shot_column=table == 2)
     if table == 1:
         record["zero_shot"] = zero_shot.zero_shot(root, "ict", "realm", datasets)
         record["gate"] = report.gate(root)
@@ -107,7 +108,7 @@ def reproduce(table: int, root: str) -> None:
     report.write_table(root, f"table{table}", markdown, record)
     print(markdown)
     print(f"wrote {root}/table{table}.md, table{table}.json, realm_curves.png "
-          f"in {(time.perf_counter() - start) / 60:.1f} min")  # fmt: skip
+          f"in {(time.perf_counter() - start) / 60:.1f} min")
 
 
 def main(argv: list[str]) -> None:

@@ -12,7 +12,8 @@ import string
 import unicodedata
 from collections.abc import Mapping, Sequence
 
-from realm_jax.data.jsonl import JsonlError, iter_jsonl
+from realm_jax.errors import JsonlError
+from realm_jax.utils.jsonl import iter_jsonl
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

@@ -19,6 +19,22 @@ def div_no_nan(num: jax.Array, den: jax.Array) -> jax.Array:
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
 
 
+def device_share(total: jax.Array, count: jax.Array, axis_name: str) -> jax.Array:
+    """This device's part of the mean over every device's examples, ``total / count`` summed over
+    ``axis_name``: pmean of the parts (and of their gradients) is that global mean, as a one-device
+    run on the whole batch would compute it."""
+    global_count = jax.lax.psum(count, axis_name)
+    scale = jax.lax.psum(1, axis_name) / jnp.maximum(global_count, 1.0)
+    return total * scale
+
+
+def _mean_loss(total: jax.Array, count: jax.Array, axis_name: str | None) -> jax.Array:
+    """``total / count`` (0 without a count), or this device's share of it over ``axis_name``."""
+    if axis_name is None:
+        return div_no_nan(total, count)
+    return device_share(total, count, axis_name)
+
+
 def masked_log_softmax(logits: jax.Array, mask: jax.Array) -> jax.Array:
     """log_softmax over the last axis restricted to ``mask``; masked entries get ~MASKED_LOGIT."""
     return jax.nn.log_softmax(jnp.where(mask, logits.astype(jnp.float32), MASKED_LOGIT), axis=-1)
@@ -46,12 +62,14 @@ def realm_mlm_loss(
     mlm_targets: jax.Array,  # [batch, num_masks]
     mlm_mask: jax.Array,  # [batch, num_masks] 1 for real masks
     joint: bool = False,
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """REALM's negative marginal log-likelihood per masked token -> (loss [], metrics).
 
     ``joint=False`` (the original code and the HF port) marginalises every masked token over z on
     its own; ``joint=True`` is the paper's p(y|z,x) = prod_j p(y_j|z,x) inside the sum over z. Both
-    are divided by the number of real masks in the batch. Metrics hold per-example values
+    are divided by the number of real masks in the batch (over all devices of ``axis_name``
+    inside pmap: the loss is then this device's ``device_share``). Metrics hold per-example values
     (``example_*`` [batch]) and batch sums (``*_sum``) that psum across devices.
     """
     mask = mlm_mask.astype(jnp.float32)  # [b, m]
@@ -81,7 +99,7 @@ def realm_mlm_loss(
         "num_masks": jnp.sum(num_masks),
         "num_examples": jnp.asarray(mask.shape[0], jnp.float32),
     }
-    return div_no_nan(metrics["nll_sum"], metrics["num_masks"]), metrics
+    return _mean_loss(metrics["nll_sum"], metrics["num_masks"], axis_name), metrics
 
 
 def gold_log_probs(mlm_logits: jax.Array, mlm_targets: jax.Array) -> jax.Array:
@@ -94,8 +112,10 @@ def mlm_loss(
     mlm_logits: jax.Array,  # [batch, num_masks, vocab] one context per example
     mlm_targets: jax.Array,  # [batch, num_masks]
     mlm_mask: jax.Array,  # [batch, num_masks] 1 for real masks
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Plain masked-LM cross-entropy per masked token (the encoder's warm start) -> (loss, sums)."""
+    """Plain masked-LM cross-entropy per masked token (the encoder's warm start) -> (loss, sums);
+    inside pmap with ``axis_name``, the loss is this device's share of the global mean."""
     mask = mlm_mask.astype(jnp.float32)
     gold = gold_log_probs(mlm_logits, mlm_targets)  # [b, m]
     correct = (jnp.argmax(mlm_logits, -1) == mlm_targets).astype(jnp.float32) * mask
@@ -106,7 +126,7 @@ def mlm_loss(
         "mlm_correct_sum": jnp.sum(correct),
         "num_masks": jnp.sum(num_masks),
     }
-    return div_no_nan(metrics["nll_sum"], metrics["num_masks"]), metrics
+    return _mean_loss(metrics["nll_sum"], metrics["num_masks"], axis_name), metrics
 
 
 def marginal_log_loss(
@@ -136,8 +156,10 @@ def openqa_loss(
     reader_logits: jax.Array,  # [batch, reader_beam, S] (retriever logit included)
     span_mask: jax.Array,  # [batch, reader_beam, S]
     reader_correct: jax.Array,  # [batch, reader_beam, S]
+    axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """ORQA's loss: retriever + reader marginal log-losses, each zero if nothing is correct."""
+    """ORQA's loss: retriever + reader marginal log-losses, each zero if nothing is correct;
+    the mean over questions (inside pmap with ``axis_name``: this device's share of it)."""
     b = reader_logits.shape[0]
     retriever_loss = marginal_log_loss(retriever_logits, retriever_correct, beam_mask)  # [b]
     flat = lambda x: x.reshape(b, -1)
@@ -161,7 +183,9 @@ def openqa_loss(
         ),
         "num_examples": jnp.asarray(b, jnp.float32),
     }
-    return metrics["loss_sum"] / b, metrics
+    if axis_name is None:
+        return metrics["loss_sum"] / b, metrics
+    return device_share(metrics["loss_sum"], metrics["num_examples"], axis_name), metrics
 
 
 def ict_loss(
@@ -170,6 +194,7 @@ def ict_loss(
     """ICT in-batch softmax over all blocks of the global batch (gathered over ``axis_name``).
 
     query_emb, block_emb [batch, dim]: query i's positive is block i, every other block a negative.
+    The loss is the mean over queries (with ``axis_name``: this device's share of the global mean).
     """
     b = query_emb.shape[0]
     labels = jnp.arange(b)
@@ -186,4 +211,6 @@ def ict_loss(
         "accuracy_sum": jnp.sum(correct),
         "num_examples": jnp.asarray(b, jnp.float32),
     }
-    return jnp.mean(nll), metrics
+    if axis_name is None:
+        return jnp.mean(nll), metrics
+    return device_share(metrics["loss_sum"], metrics["num_examples"], axis_name), metrics

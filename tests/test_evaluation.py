@@ -8,7 +8,7 @@ import unicodedata
 import pytest
 
 from realm_jax import evaluation
-from realm_jax.data.jsonl import JsonlError
+from realm_jax.errors import JsonlError
 
 CURATEDTREC_TRAIN = os.path.join(
     os.path.dirname(evaluation.__file__),
@@ -145,7 +145,7 @@ def test_read_references_keeps_last_duplicate_and_checks_types(tmp_path):
 
 
 def test_pipeline_scores_are_the_per_question_means_and_match_orqa_em():
-    from realm_jax.train.openqa_pipeline import per_question_scores, score_predictions
+    from realm_jax.openqa.pipeline import per_question_scores, score_predictions
 
     rows = [
         {"question": "q1", "answers": ["Paris"]},
@@ -169,5 +169,5 @@ def test_pipeline_scores_are_the_per_question_means_and_match_orqa_em():
     assert scores == {"exact_match": 50.0, "recall_at_5": 50.0, "n": 4}
     references = {r["question"]: r["answers"] for r in rows}
     orqa = evaluation.evaluate_predictions(references, {p["question"]: p["prediction"]
-                                                        for p in predictions})  # fmt: skip
+                                                        for p in predictions})
     assert (orqa["exact_match"], orqa["n"]) == (scores["exact_match"], scores["n"])

@@ -19,7 +19,7 @@ from realm_jax.losses import (
     openqa_loss,
     realm_mlm_loss,
 )
-from realm_jax.train.parallel import shard
+from realm_jax.utils.devices import shard
 
 B, K, M, V = 3, 4, 5, 11
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -119,7 +119,7 @@ def test_padded_candidates_get_zero_probability():
     np.testing.assert_array_equal(loss, noisy_loss)
     grad = jax.grad(
         lambda x: realm_mlm_loss(logits, valid, x, targets, mlm_valid)[0]
-    )(jnp.asarray(mlm_logits))  # fmt: skip
+    )(jnp.asarray(mlm_logits))
     assert np.all(np.asarray(grad)[~valid] == 0.0)
 
 
@@ -180,7 +180,7 @@ def test_correct_spans_and_unanswerable_question_in_a_batch():
 
     def total(reader_logits):
         return openqa_loss(retr, beam_correct, np.ones((2, 3), bool), reader_logits, span_mask,
-                           correct)  # fmt: skip
+                           correct)
 
     loss, metrics = total(jnp.asarray(reader))
     np.testing.assert_array_equal(metrics["example_reader_loss"][1], 0.0)

@@ -6,7 +6,7 @@ r"""REALM's index at paper size on this host: 13,353,718 x 128 embeddings, searc
 Needs ~8 GB (bfloat16) or ~15 GB (float32) of disk under --workdir while it runs: the
 embeddings, and the published index's copy of them plus ScaNN's codes (removed at the end).
 Takes ~7-8 min here. Prints a table and a final JSON line {"benchmark": "paper_scale", "n",
-"build_s", "peak_rss_gib", "recall_at_10", "qps", ...}. Goals (issue 9): build <= 15 min,
+"build_s", "peak_rss_gib", "recall_at_10", "qps", ...}. Goals: build <= 15 min,
 peak RSS <= 12 GiB with bfloat16 storage, recall@10 >= 0.9, >= 1,000 queries/s batched.
 Measured: experiments/benchmarks/RESULTS.md.
 """

@@ -1,5 +1,5 @@
 r"""A refresher SIGKILLed half-way through a 500k-block embedding pass resumes from its shards and
-publishes embeddings bit-identical to an uninterrupted pass (issue 9).
+publishes embeddings bit-identical to an uninterrupted pass.
 
   XLA_FLAGS= .venv/bin/python experiments/benchmarks/refresh_resume.py
   XLA_FLAGS= .venv/bin/python experiments/benchmarks/refresh_resume.py --num_blocks=20000  # quick

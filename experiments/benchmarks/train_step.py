@@ -1,4 +1,4 @@
-r"""One REALM pre-training step: our pmapped realm_step vs transformers' PyTorch REALM port.
+r"""One REALM pre-training step: our pmapped step vs transformers' PyTorch REALM port.
 
 MiniLM-size encoder (6 layers x 384, random init shared by both), batch 4, 8 candidates,
 query 96 + candidate 288 tokens (joint input 384), forward + backward + clipping + AdamW.

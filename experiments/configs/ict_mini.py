@@ -7,7 +7,7 @@ Time here (2 CPU cores shared with other jobs, load 3-4.5, XLA_FLAGS unset): 2.6
 so 60 steps ~3-6 min, plus ~3 min for the final index of the 6,967 blocks (measured: 24 steps,
 in-batch accuracy 68% -> 78% on held-out batches); packing the corpus once takes ~10 s.
 ``:tiny`` is the smoke test (2-layer 32-wide random BERT, 40 passages, 4 steps, ~25 s).
-What was scaled and why (DESIGN.md 5): nothing in the towers. MiniLM keeps all 6 layers: the
+What was scaled and why (docs/DESIGN.md 5): nothing in the towers. MiniLM keeps all 6 layers: the
 Embedder reads BERT's pooled [CLS], and MiniLM's [CLS] only becomes input-specific in its last
 layers (mean cosine between different inputs: 0.9999 with 3-5 layers, 0.63 with 6), so a cut
 tower embeds everything alike and ICT cannot start (loss stayed at ln 32 for 40 steps with 3).
@@ -18,7 +18,7 @@ at ~6k tokens a step.
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

@@ -14,7 +14,7 @@ Not run here. Needs: BERT-base uncased in HF format (``init.bert``) and ORQA's 1
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config() -> ConfigDict:

@@ -27,7 +27,7 @@ halve the oracle utility. A warm start that passes all three figures is still to
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

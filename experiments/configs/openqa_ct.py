@@ -14,7 +14,7 @@ search over 5000 blocks per question), ~1.5 h. Resplit 1,353 / 133 / 694 ships w
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config() -> ConfigDict:

@@ -16,8 +16,8 @@ the point is reading the corpus, which the edit tests then change).
 
 from ml_collections import ConfigDict
 
-from realm_jax.data.corpus_files import FACTS_CORPUS, FACTS_QUESTIONS
-from realm_jax.train import defaults
+from realm_jax.assets import FACTS_CORPUS, FACTS_QUESTIONS
+from realm_jax.run import defaults
 
 
 def get_config() -> ConfigDict:

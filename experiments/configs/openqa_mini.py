@@ -11,14 +11,14 @@ REALM run; no retrieval pre-training = neither.
 Time here (2 cores, nothing else running; measured 2026-11-23): 3.5-4 s a step, so 50 steps
 ~3.5 min; the frozen index is reused from the init run's final one (else embedding takes ~2 min);
 the final dev evaluation of 100 questions ~10 s (~10 questions/s).
-What was scaled and why (DESIGN.md 5): retriever beam 64 of 6,967 blocks (paper 5000 of 13M),
+What was scaled and why (docs/DESIGN.md 5): retriever beam 64 of 6,967 blocks (paper 5000 of 13M),
 reader over the top 4 (paper 5) at 32 + 160 tokens, 8 questions a step (ORQA: 1), so a step is
 ~6k reader tokens; dev is 10% of train (by question hash); test is never touched in training.
 """
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

@@ -18,7 +18,7 @@ on the host), ~7 h. ORQA's NQ train/dev resplit (79,168 / 8,757) is not shipped:
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config() -> ConfigDict:

@@ -13,7 +13,7 @@ them for WebQuestions: 3417 x 20 (20 epochs at one question a step). Estimate, n
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config() -> ConfigDict:

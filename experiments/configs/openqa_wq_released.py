@@ -17,7 +17,7 @@ reader. ``:tiny`` (``--config=...openqa_wq_released.py:tiny``) is the test-scale
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config(scale: str = "full") -> ConfigDict:

@@ -15,7 +15,7 @@ blocks (with salient spans) like Z. Not run here.
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 # The same experiment as realm_wiki.py apart from the corpus the queries come from.
 _WIKI = "enwiki-20181220"

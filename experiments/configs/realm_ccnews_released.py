@@ -16,7 +16,7 @@ the Wikipedia blocks above. ``:tiny`` is the test-scale shape.
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config(scale: str = "full") -> ConfigDict:

@@ -15,7 +15,7 @@ swap schedule below fixes the lag instead: steps 20-29 use the index of step 10)
 corpus with spaCy's salient spans ~1.5 min once; the final refresh ~2 min. 30 steps ~10 min in
 all. MiniLM ships no MLM head: the encoder starts from the MLM warm start (mlm_mini.py) when
 init.mlm_workdir is set, as make reproduce does.
-What was scaled and why (DESIGN.md 5): K = 4 retrieved + the null document (paper: 7 + null);
+What was scaled and why (docs/DESIGN.md 5): K = 4 retrieved + the null document (paper: 7 + null);
 queries are one sentence cut to 32 wordpieces (paper: 96), candidates the 160-wordpiece blocks
 (paper: 288), so a joint input is 192 tokens and a step ~14k tokens; the refresher is a thread
 re-embedding the corpus from the newest checkpoint, which the trainer writes every 10 steps
@@ -24,7 +24,7 @@ re-embedding the corpus from the newest checkpoint, which the trainer writes eve
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config(arg: str | None = None) -> ConfigDict:

@@ -15,7 +15,7 @@ spaCy about 3.7 CPU-days (~24 ms a block): annotate once, in parallel, before la
 
 from ml_collections import ConfigDict
 
-from realm_jax.train import defaults
+from realm_jax.run import defaults
 
 
 def get_config() -> ConfigDict:

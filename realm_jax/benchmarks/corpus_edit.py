@@ -13,16 +13,18 @@ import os
 import tempfile
 import time
 
+from realm_jax.assets import FACTS_CORPUS, MINI_PASSAGES
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
-from realm_jax.data.corpus_files import FACTS_CORPUS, MINI_PASSAGES
-from realm_jax.data.jsonl import iter_jsonl
+from realm_jax.serve.api import RealmQA
+from realm_jax.train import openqa
+from realm_jax.utils.jsonl import iter_jsonl
 
 
 def _corpus(path: str, num_passages: int) -> list[dict]:
     facts = [r for _, r in iter_jsonl(FACTS_CORPUS)]
     mini = [r for _, r in iter_jsonl(MINI_PASSAGES, ("title", "text"))][:num_passages]
     docs = facts + [{"id": 1000 + i, "title": r["title"], "text": r["text"]}
-                    for i, r in enumerate(mini)]  # fmt: skip
+                    for i, r in enumerate(mini)]
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(d) + "\n" for d in docs)
     return docs
@@ -31,8 +33,6 @@ def _corpus(path: str, num_passages: int) -> list[dict]:
 def corpus_edit_main(num_passages: int, sizes: tuple[int, ...]) -> dict:
     import importlib.util
 
-    from realm_jax.api import RealmQA
-    from realm_jax.train.loops import train_openqa
 
     print(f"machine: {machine_info()}")
     root = tempfile.mkdtemp(prefix="corpus_edit_bench.")
@@ -47,7 +47,7 @@ def corpus_edit_main(num_passages: int, sizes: tuple[int, ...]) -> dict:
     config.data.corpus = os.path.join(root, "corpus.jsonl")
     config.index.emb_batch_size = 256
     t = time.perf_counter()
-    train_openqa(config, os.path.join(root, "run"))
+    openqa.train_and_evaluate(config, os.path.join(root, "run"))
     train_s = time.perf_counter() - t
     qa = RealmQA(os.path.join(root, "run"))
     num_blocks = len(qa.answerer.data.store)
@@ -58,14 +58,14 @@ def corpus_edit_main(num_passages: int, sizes: tuple[int, ...]) -> dict:
         batch = edited + [dict(d, text=d["text"] + " (edited)") for d in docs[8 : 8 + n - 1]]
         info = qa.replace(batch)
         rows.append([f"replace {n} document(s)", info["embedded_blocks"], info["embed_seconds"],
-                     info["seconds"]])  # fmt: skip
+                     info["seconds"]])
         record[f"edit_{n}_blocks"] = info["embedded_blocks"]
         record[f"edit_{n}_s"] = info["seconds"]
     after = qa.ask("what is the capital of Amber?")[0]["prediction"]
     full = qa.reindex(progress=False)
     rows.append(["realm-jax index (all rows)", full["embedded_blocks"], None, full["seconds"]])
     record.update(reindex_blocks=full["embedded_blocks"], reindex_s=full["seconds"],
-                  answer_before=before, answer_after_edit=after)  # fmt: skip
+                  answer_before=before, answer_after_edit=after)
     print(f"{num_blocks} blocks; trained in {train_s:.1f} s; Amber: {before} -> {after}")
     print(format_table(["operation", "blocks embedded", "embed s", "total s"], rows))
     print(json_line(record))

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from realm_jax.assets import MINI_PASSAGES, minilm_dir
 from realm_jax.benchmarks.common import (
     format_table,
     json_line,
@@ -16,10 +17,14 @@ from realm_jax.benchmarks.common import (
     machine_info,
     time_interleaved,
 )
-from realm_jax.convert import load_hf_bert, minilm_dir
-from realm_jax.data.corpus_files import MINI_PASSAGES
+from realm_jax.convert import load_hf_bert
 from realm_jax.data.tokenization import Tokenizer
-from realm_jax.models.bert import BertModel
+from realm_jax.models.bert import (
+    CPU_ATTENTION_CHUNK_BYTES,
+    BertModel,
+    attention_batch_chunk,
+    dot_product_attention,
+)
 
 
 def real_batch(batch_size: int, seq_len: int) -> dict[str, np.ndarray]:
@@ -138,7 +143,6 @@ def encoder_throughput_main(
 
 def attention_layouts(batch: int, heads: int, seq: int, head_dim: int, chunk_bytes: int):
     """Zero-argument callables for the attention core (scores, softmax, probs @ v) per layout."""
-    from realm_jax.models.bert import attention_batch_chunk, dot_product_attention
 
     rng = np.random.default_rng(0)
     q, k, v = (
@@ -172,7 +176,6 @@ def attention_layouts(batch: int, heads: int, seq: int, head_dim: int, chunk_byt
 
 def attention_layout_main(batch_size: int, seq_lens: Sequence[int], iters: int) -> dict:
     """Times the attention core of all-MiniLM-L6-v2 (12 heads x 32) per layout; prints a table."""
-    from realm_jax.models.bert import CPU_ATTENTION_CHUNK_BYTES
 
     print(f"machine: {machine_info()}")
     rows, result = [], {"benchmark": "attention_layout"}

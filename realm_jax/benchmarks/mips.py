@@ -72,14 +72,14 @@ def mips_main(
     ours_recall = recall_at_k(searcher.search(queries, k)[1], true_ids)
     raw_recall = recall_at_k(np.asarray(raw(queries, **kwargs)[0]), true_ids)
     rows.append(["ScannSearcher (ours)", scann_build, num_queries / times["ours"],
-                 ours_recall])  # fmt: skip
+                 ours_recall])
     rows.append(["raw ScaNN search_batched_parallel", scann_build, num_queries / times["raw"],
-                 raw_recall])  # fmt: skip
+                 raw_recall])
     numpy_qps = num_queries / numpy_s
     for row in rows:
         row.append(row[2] / numpy_qps)
     print(f"\n{n:,} x {dim} clustered float32 ({num_clusters} clusters, noise {noise}), "
-          f"{num_queries} queries, top-{k}; median of {rounds} interleaved rounds")  # fmt: skip
+          f"{num_queries} queries, top-{k}; median of {rounds} interleaved rounds")
     print(f"ScaNN: {params}; recall at build {searcher.recall}")
     print(format_table(["searcher", "build s", "queries/s", f"recall@{k}", "x numpy"], rows))
     result = {

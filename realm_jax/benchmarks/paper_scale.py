@@ -22,11 +22,11 @@ import numpy as np
 
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
 from realm_jax.benchmarks.mips import clustered_vectors
-from realm_jax.data.array_dir import write_npy_header
 from realm_jax.index.scann_searcher import ScannSearcher
 from realm_jax.index.searcher import BFLOAT16, numpy_top_k, tied_recall
 from realm_jax.index.store import IndexStore
-from realm_jax.progress import progress_bar
+from realm_jax.utils.array_dir import write_npy_header
+from realm_jax.utils.progress import progress_bar
 
 PAPER_BLOCKS = 13_353_718
 
@@ -61,7 +61,7 @@ class FileRows:
 
 
 def write_embeddings(path: str, n: int, centers: np.ndarray, noise: float, dtype, seed: int,
-                     chunk: int = 1 << 20) -> np.ndarray:  # fmt: skip
+                     chunk: int = 1 << 20) -> np.ndarray:
     """[n, dim] clustered rows appended to ``path`` (an .npy) chunk by chunk with plain writes;
     returns the read-only memory map."""
     rng = np.random.default_rng(seed)
@@ -78,7 +78,7 @@ def write_embeddings(path: str, n: int, centers: np.ndarray, noise: float, dtype
 def paper_scale_main(
     n: int, dim: int, dtype_name: str, num_queries: int, num_clusters: int, noise: float,
     workdir: str, k: int = 10, publish: bool = True,
-) -> dict:  # fmt: skip
+) -> dict:
     print(f"machine: {machine_info()}")
     dtype = BFLOAT16 if dtype_name == "bfloat16" else np.dtype(np.float32)
     os.makedirs(workdir, exist_ok=True)
@@ -107,7 +107,7 @@ def paper_scale_main(
         ["ScaNN build (sample, then rows streamed)", seconds["build"], "–", rss["build"]],
         [f"ScaNN search ({num_queries} queries, batched)", seconds["search"],
          num_queries / seconds["search"], rss["search"]],
-    ]  # fmt: skip
+    ]
     if publish:
         store = IndexStore(os.path.join(workdir, "index"), keep=1)
         phase("publish", lambda: store.publish(0, emb, searcher))
@@ -122,7 +122,7 @@ def paper_scale_main(
              rss["publish"]],
             [f"IndexStore.load (verify) + search: score rel. diff {loaded_diff:.1e}, same ids "
              f"{loaded_agree:.4f}", seconds["load"], "–", rss["load"]],
-        ]  # fmt: skip
+        ]
         shutil.rmtree(store.root)
     record = {
         "benchmark": "paper_scale", "n": n, "dim": dim, "dtype": dtype_name,
@@ -137,7 +137,7 @@ def paper_scale_main(
         # A string: json_line rounds floats to 4 decimals, and this is ~1e-7.
         "loaded_max_rel_diff": f"{loaded_diff:.1e}" if publish else None,
         "loaded_same_ids": round(loaded_agree, 4) if publish else None,
-    }  # fmt: skip
+    }
     print(format_table(["phase", "seconds", "queries/s", "peak RSS GiB"], rows))
     print(f"recall@10 {recall:.4f}; peak RSS {record['peak_rss_gib']} GiB")
     print(json_line(record))

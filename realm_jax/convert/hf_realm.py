@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 
 from realm_jax.convert.hf_bert import (
-    ConversionError,
     bert_key_map,
     load_state_dict,
     params_from_state_dict,
     unexpected_keys,
 )
+from realm_jax.errors import ConversionError
 from realm_jax.models.bert import BertConfig
-from realm_jax.models.realm import RealmConfig
+from realm_jax.models.reader import KnowledgeAugEncoder, SpanReader
+from realm_jax.models.realm import OpenQAModel, RealmConfig
+from realm_jax.models.retriever import Embedder
 
 KeyMap = dict[tuple[str, ...], tuple[str, bool]]
 KINDS = ("embedder", "scorer", "encoder", "reader", "openqa")
@@ -131,9 +133,6 @@ def expected_shapes(cfg: RealmConfig, kind: str) -> dict[tuple[str, ...], tuple[
     import jax
     import jax.numpy as jnp
 
-    from realm_jax.models.reader import KnowledgeAugEncoder, SpanReader
-    from realm_jax.models.realm import OpenQAModel
-    from realm_jax.models.retriever import Embedder
 
     ids = jnp.zeros((1, 8), jnp.int32)
     seq = jnp.zeros((1, 1, 8), jnp.int32)

@@ -30,8 +30,9 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from realm_jax.convert.hf_bert import ConversionError, bert_key_map, params_from_state_dict
+from realm_jax.convert.hf_bert import bert_key_map, params_from_state_dict
 from realm_jax.convert.hf_realm import KeyMap, expected_shapes
+from realm_jax.errors import ConversionError
 from realm_jax.models.realm import RealmConfig
 
 KINDS = ("embedder", "encoder", "reader", "openqa")

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from realm_jax.data import array_dir, documents
-from realm_jax.data.documents import CorpusError
+from realm_jax.data import documents
 from realm_jax.data.packing import Block, SentenceSplitter, continuation_table, doc_blocks
 from realm_jax.data.tokenization import Tokenizer
-from realm_jax.progress import progress_bar
+from realm_jax.errors import CorpusError
+from realm_jax.utils import array_dir
+from realm_jax.utils.progress import progress_bar
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_LEN = 288

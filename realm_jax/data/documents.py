@@ -13,11 +13,8 @@ import os
 import struct
 from collections.abc import Iterator
 
-from realm_jax.data.jsonl import JsonlError, iter_jsonl
-
-
-class CorpusError(ValueError):
-    """A corpus that cannot be turned into blocks; ``str(error)`` is one line naming the file."""
+from realm_jax.errors import CorpusError, JsonlError
+from realm_jax.utils.jsonl import iter_jsonl
 
 
 def iter_jsonl_documents(path: str | os.PathLike) -> Iterator[tuple[str, str]]:

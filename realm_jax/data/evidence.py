@@ -65,7 +65,7 @@ class EvidenceIndex:
     def blocks_with(
         self, sequence: np.ndarray, exclude: int | None = None, topic: np.ndarray | None = None,
         min_shared: int = 0,
-    ) -> np.ndarray:  # fmt: skip
+    ) -> np.ndarray:
         """Ascending ids of the blocks whose wordpieces contain ``sequence`` (not ``exclude``).
 
         With ``min_shared`` > 0, only blocks that also hold at least that many of the distinct
@@ -97,6 +97,6 @@ class EvidenceIndex:
     def has_evidence_elsewhere(
         self, block: int, sequence: np.ndarray, topic: np.ndarray | None = None,
         min_shared: int = 0,
-    ) -> bool:  # fmt: skip
+    ) -> bool:
         """Whether a block other than ``block`` contains ``sequence`` (see ``blocks_with``)."""
         return len(self.blocks_with(sequence, block, topic, min_shared)) > 0

@@ -84,7 +84,7 @@ def query_inputs(
 ) -> dict[str, np.ndarray]:
     """The retriever's query inputs ``[CLS] x [SEP]`` ``[B, query_len]`` of masked sentences."""
     return bert_inputs(query_tokens(queries, query_len), None, query_len, store.cls_id,
-                       store.sep_id)  # fmt: skip
+                       store.sep_id)
 
 
 def realm_batch(
@@ -98,7 +98,7 @@ def realm_batch(
     max_masks: int = 10,
     query_uids: Sequence[bytes] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Masked sentences + retrieval -> the REALM step's batch (keys in ``train/steps.py``).
+    """Masked sentences + retrieval -> the REALM step's batch (keys in ``train/realm.py``).
 
     ``query_uids``: uids of the queries' source blocks when they come from another corpus than
     ``store`` (X != Z, e.g. CC-News); by default the queries' blocks are in ``store``.
@@ -169,7 +169,7 @@ def mlm_batch(
     context_len: int,
     max_masks: int,
 ) -> dict[str, np.ndarray]:
-    """Masked sentences, one context each -> the MLM warm start's batch (``train/steps.py``).
+    """Masked sentences, one context each -> the MLM warm start's batch (``train/mlm.py``).
 
     The input is REALM's joint input ``[CLS] masked-x [SEP] context [SEP]`` with the same cuts
     (query to ``query_len - 2``, context to ``context_len - 2``, total ``query_len +

@@ -24,12 +24,13 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from realm_jax.data import array_dir, documents
+from realm_jax.data import documents
 from realm_jax.data.blocks import DEFAULT_MAX_LEN, StoreWriter, build_blocks, store_meta
-from realm_jax.data.documents import CorpusError
 from realm_jax.data.packing import Block, block_uid, continuation_table, whole_word_cut
 from realm_jax.data.tokenization import Tokenizer
-from realm_jax.progress import progress_bar
+from realm_jax.errors import CorpusError
+from realm_jax.utils import array_dir
+from realm_jax.utils.progress import progress_bar
 
 FEATURES = ("title_ids", "token_ids", "sentence_starts")
 _INT32_MAX = np.iinfo(np.int32).max

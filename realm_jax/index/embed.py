@@ -15,8 +15,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from realm_jax.progress import progress_bar
-from realm_jax.train.parallel import AXIS, replicate
+from realm_jax.utils.devices import AXIS, replicate
+from realm_jax.utils.progress import progress_bar
 
 INPUT_KEYS = ("input_ids", "input_mask", "token_type_ids")
 

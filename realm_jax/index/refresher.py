@@ -9,7 +9,7 @@ trainer waits for exactly those. A separate process in the real set-up
 (``experiments/refresh.py`` or ``start_refresher(..., "process")``); a background thread for
 small runs. Killed at any point, it leaves the published indexes intact, and a restarted
 refresher clears the leftovers and carries on; a half-done embedding pass
-(``<index_dir>/.embed-<step>/``, ``index.embed_pass``) is resumed, not restarted.
+(``<index_dir>/.embed-<step>/``, ``index/corpus_pass.py``) is resumed, not restarted.
 
 Across hosts (``jax.distributed``): every process runs the refresher; process 0 decides which step
 to index and broadcasts it, each process embeds its share of the shards on its local devices, and
@@ -30,8 +30,8 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from realm_jax.index.embed import ArrayBlocks, BlockSource, CorpusEmbedder
-from realm_jax.index.embed_pass import (
+from realm_jax.data.blocks import BlockStore
+from realm_jax.index.corpus_pass import (
     MERGED,
     SHARD_ROWS,
     clear_passes,
@@ -39,11 +39,14 @@ from realm_jax.index.embed_pass import (
     pass_dir,
     passes,
 )
+from realm_jax.index.embed import ArrayBlocks, BlockSource, CorpusEmbedder
+from realm_jax.index.exact import ExactSearcher
+from realm_jax.index.scann_searcher import ScannSearcher
 from realm_jax.index.searcher import Searcher, emb_dtype
 from realm_jax.index.store import IndexStore
 from realm_jax.index.towers import prune_towers, save_tower
-from realm_jax.train.checkpoint import Checkpoints, is_done, read_embedder_spec
-from realm_jax.train.parallel import sync
+from realm_jax.run.checkpoints import Checkpoints, is_done, read_embedder_spec
+from realm_jax.utils.devices import sync
 
 log = logging.getLogger(__name__)
 # (phase, step): "restore", "embed", "embed:shard", "build", "publish:<part>", "published",
@@ -74,7 +77,6 @@ class RefreshConfig:
 def load_blocks(path: str) -> BlockSource:
     """A block store directory (``data.blocks.BlockStore``) or an .npz of token arrays [N, L]."""
     if os.path.isdir(path):
-        from realm_jax.data.blocks import BlockStore
 
         return BlockStore(path)
     if path.endswith(".npz") and os.path.isfile(path):
@@ -87,11 +89,9 @@ def load_blocks(path: str) -> BlockSource:
 def build_searcher(kind: str, block_emb: np.ndarray) -> Searcher:
     """A searcher of ``kind`` over block_emb [N, D] (ScaNN measures its recall while building)."""
     if kind == "scann":
-        from realm_jax.index.scann_searcher import ScannSearcher
 
         return ScannSearcher.build(block_emb)
     if kind == "exact":
-        from realm_jax.index.exact import ExactSearcher
 
         return ExactSearcher(block_emb)
     raise ValueError(f"searcher {kind!r}: expected 'scann' or 'exact'")
@@ -164,7 +164,7 @@ class Refresher:
             batch_size=c.batch_size, max_len=c.max_len, dtype=emb_dtype(c.emb_dtype),
             shard_rows=c.shard_rows, progress=c.progress and primary,
             on_shard=lambda k: self.on_phase("embed:shard", step), process=self.process,
-        )  # fmt: skip
+        )
         if not primary:
             sync(f"refresh:published:{step}", self.process[1])
             return None
@@ -175,7 +175,7 @@ class Refresher:
         meta = self.store.publish(
             step, block_emb, searcher, on_phase=lambda part: self.on_phase(part, step),
             embeddings_file=os.path.join(workdir, MERGED),
-        )  # fmt: skip
+        )
         clear_passes(self.store.root, upto=step)
         prune_towers(self.store)
         phase("published")
@@ -199,13 +199,13 @@ class Refresher:
             current = self.store.latest_step()
             current = -1 if current is None else current
             picked = pick_step(self.checkpoints.all_steps(), current, passes(self.store.root),
-                               done, self.config.in_order_every)  # fmt: skip
+                               done, self.config.in_order_every)
             step = -1 if picked is None else picked
         if self.process[1] > 1:
             from jax.experimental import multihost_utils
 
             step, done = (int(v) for v in multihost_utils.broadcast_one_to_all(
-                np.array([step, done], np.int64)))  # fmt: skip
+                np.array([step, done], np.int64)))
         return (None if step < 0 else step), bool(done)
 
     def run(self, stop: threading.Event | None = None, max_failures: int = 5) -> list[int]:

@@ -41,7 +41,7 @@ from realm_jax.index.searcher import (
     rescore,
     tied_recall,
 )
-from realm_jax.progress import progress_bar
+from realm_jax.utils.progress import progress_bar
 
 UPSERT_ROWS = 1 << 17  # rows converted to float32 and handed to ScaNN at a time (64 MB)
 UPSERT_BATCH = 1024

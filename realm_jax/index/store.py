@@ -26,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from realm_jax.data.array_dir import write_npy_header
-from realm_jax.data.jsonl import atomic_write
+from realm_jax.index.exact import ExactSearcher
+from realm_jax.index.scann_searcher import ScannSearcher
 from realm_jax.index.searcher import BFLOAT16, Searcher, release_pages
+from realm_jax.utils.array_dir import write_npy_header
+from realm_jax.utils.jsonl import atomic_write
 
 LATEST = "LATEST"
 META = "meta.json"
@@ -240,11 +242,9 @@ class IndexStore:
 def load_searcher(kind: str, directory: str, block_emb: np.ndarray, options: dict) -> Searcher:
     """The saved searcher of ``kind`` ("exact" or "scann") over block_emb."""
     if kind == "exact":
-        from realm_jax.index.exact import ExactSearcher
 
         return ExactSearcher.load(directory, block_emb, **options)
     if kind == "scann":
-        from realm_jax.index.scann_searcher import ScannSearcher
 
         return ScannSearcher.load(directory, block_emb)
     raise IndexCorrupt(f"{directory}: unknown searcher kind {kind!r}")

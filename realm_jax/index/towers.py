@@ -1,6 +1,6 @@
 """The document tower beside each published index step (``<index>/towers/<step>.npz``).
 
-REALM embeds a query with the embedder *of the index snapshot* it searches (DESIGN.md 2.4), so
+REALM embeds a query with the embedder *of the index snapshot* it searches (docs/DESIGN.md 2.4), so
 whoever publishes an index (the trainer or the refresher) writes that tower first; the trainer
 then swaps index and tower together without restoring a checkpoint between steps.
 """
@@ -13,8 +13,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from realm_jax.data.jsonl import atomic_write
 from realm_jax.index.store import IndexStore
+from realm_jax.utils.jsonl import atomic_write
 
 TOWERS_DIR = "towers"
 

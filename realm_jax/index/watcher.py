@@ -190,7 +190,7 @@ class IndexWatcher:
             loaded = self.store.load(target, **self.searcher_options)
             if loaded is None or loaded.step != target:
                 raise LookupError(f"{self.store.step_dir(target)}: index {target} is pruned or "
-                                  f"damaged, and the swap schedule needs it")  # fmt: skip
+                                  f"damaged, and the swap schedule needs it")
             loaded = self._with_tower(loaded)
             with self._lock:
                 self._parked = loaded
@@ -220,7 +220,7 @@ class IndexWatcher:
                 if not alive and not self._swap_to(need, train_step):  # the thread may have
                     # parked it meanwhile; else polled once more after it stopped: nothing comes
                     raise RuntimeError(f"train step {train_step}: index {need} is not published "
-                                       f"and the refresher has stopped (see its log)")  # fmt: skip
+                                       f"and the refresher has stopped (see its log)")
                 if time.monotonic() - start > timeout:
                     raise TimeoutError(
                         f"train step {train_step}: index {need} was not published within "
@@ -236,5 +236,5 @@ class IndexWatcher:
             self.waits.append((train_step, need, waited))
         if waited > WAIT_LOG_SECONDS:
             log.info("train step %d waited %.1f s for index %d (index.swap_lag=%d)",
-                     train_step, waited, need, self.schedule.lag)  # fmt: skip
+                     train_step, waited, need, self.schedule.lag)
         return self._index

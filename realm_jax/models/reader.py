@@ -2,7 +2,7 @@
 
 ``KnowledgeAugEncoder`` gives p(y_j | z, x) (paper 2.3): BERT, then BERT's MLM head (transform
 dense + activation + LayerNorm, decoder tied to the word embeddings, output bias) at the masked
-positions. ``SpanReader`` is ORQA's reader (DESIGN.md 2.6): score(s, e) =
+positions. ``SpanReader`` is ORQA's reader (docs/DESIGN.md 2.6): score(s, e) =
 w . LayerNorm(relu(W_s h_s + W_e h_e)) over spans of up to ``max_span_width`` wordpieces inside
 the block, plus the retriever logit.
 """

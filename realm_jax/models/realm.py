@@ -9,10 +9,11 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from realm_jax.models.bert import BertConfig
 from realm_jax.models.reader import KnowledgeAugEncoder, SpanReader
-from realm_jax.models.retriever import Retriever, retrieval_logits
+from realm_jax.models.retriever import Embedder, Retriever, retrieval_logits
 
 Dtype = Any
 
@@ -148,3 +149,67 @@ def openqa_params_from_pretrained(pretrain_params: dict, openqa_params: dict) ->
 def init_params(model: nn.Module, rng: jax.Array, *example_args) -> dict:
     """Parameters of ``model`` initialised on ``example_args`` (only their shapes matter)."""
     return jax.jit(lambda r, *a: model.init(r, *a))(rng, *example_args)
+
+
+# Where the document tower sits in a model's params: REALM / open-QA models, then a bare Retriever.
+EMBEDDER_PATHS = (("params", "retriever", "embedder"), ("params", "embedder"))
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedderSpec:
+    """What it takes to rebuild the document tower (Embed_doc) without the trainer's config."""
+
+    bert: BertConfig
+    proj_size: int = 128
+    layer_norm_eps: float = 1e-12
+
+    @classmethod
+    def from_realm_config(cls, config: RealmConfig) -> EmbedderSpec:
+        return cls(config.bert, config.proj_size, config.proj_layer_norm_eps)
+
+    def module(self, dtype: Any = jnp.float32) -> Embedder:
+        return Embedder(self.bert, self.proj_size, self.layer_norm_eps, dtype)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EmbedderSpec:
+        return cls(BertConfig.from_dict(d["bert"]), d["proj_size"], d["layer_norm_eps"])
+
+
+def embedder_path(params: dict) -> tuple[str, ...]:
+    """Keys leading to the document tower inside a model's full params."""
+    for path in EMBEDDER_PATHS:
+        node = params
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            return path
+    raise KeyError(f"no document tower at {' or '.join('/'.join(p) for p in EMBEDDER_PATHS)}")
+
+
+def embedder_params(params: dict) -> dict:
+    """The document tower's ``{"params": ...}`` inside a model's full params."""
+    node = params
+    for key in embedder_path(params):
+        node = node[key]
+    return {"params": node}
+
+
+class QueryEncoder:
+    """Embed_input with given tower params: query_ids [B, L] (0 = padding) -> [B, D] numpy."""
+
+    def __init__(self, spec: EmbedderSpec):
+        module = spec.module()
+        self._fn = jax.jit(lambda p, ids: module.apply(p, ids, (ids != 0).astype(ids.dtype)))
+
+    def __call__(self, tower: dict, query_ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fn(tower, np.asarray(query_ids, np.int32)), np.float32)
+
+
+def query_tower(params: dict) -> dict:
+    """The query tower's ``{"params": ...}`` inside a model's params (ICT, REALM or open-QA)."""
+    p = params["params"]
+    towers = p.get("retriever", p)
+    return {"params": towers.get("query_embedder", towers["embedder"])}

@@ -12,7 +12,7 @@ import os
 
 # Fields of a table record that describe the invocation, not the result.
 NOT_FIGURES = ("per_question", "seconds", "run_seconds", "wall_seconds_this_invocation",
-               "date", "machine", "command", "title")  # fmt: skip
+               "date", "machine", "command", "title")
 PER_QUESTION = "per_question"
 
 
@@ -66,9 +66,9 @@ def compare_per_question(dir_a: str, dir_b: str) -> list[tuple[str, str | None]]
             out.append((name, f"{len(lines_a)} != {len(lines_b)} questions"))
             continue
         differ = [i for i, (x, y) in enumerate(zip(lines_a, lines_b, strict=True))
-                  if json.loads(x) != json.loads(y)]  # fmt: skip
+                  if json.loads(x) != json.loads(y)]
         out.append((name, f"{len(differ)} of {len(lines_a)} questions differ, first at line "
-                          f"{differ[0] + 1}" if differ else None))  # fmt: skip
+                          f"{differ[0] + 1}" if differ else None))
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from realm_jax.train.loop import METRICS_FILE
+from realm_jax.run.files import METRICS_FILE
 
 
 def read_metrics(workdir: str, split: str) -> list[dict]:

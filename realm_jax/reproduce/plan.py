@@ -89,7 +89,7 @@ def table1(scale: str, datasets: tuple[str, ...] = DATASETS) -> tuple[list[Run],
     runs, rows = _pretraining(scale), []
     if scale == "long":
         runs.append(Run(CONTROL, "realm", _file("realm", scale),
-                        {**_REALM_INIT, **_CONTROL_OVERRIDES}))  # fmt: skip
+                        {**_REALM_INIT, **_CONTROL_OVERRIDES}))
     for key, label, init, args in systems:
         names = {d: f"openqa_{key}_{d.removeprefix('mini_')}" for d in datasets}
         runs += [_openqa(names[d], scale, d, init, *args) for d in datasets]
@@ -135,7 +135,7 @@ def table2(scale: str) -> tuple[list[Run], list[Row]]:
              "init.ict_workdir": ict}, "ict"
         ),
         **{f"openqa_{n}_nq": ({"init.pretrain_workdir": f"{{root}}/{n}"}, n) for n in ablations},
-    }  # fmt: skip
+    }
     runs += [_openqa(name, scale, d, init) for name, (init, _) in fine.items()]
     labels = {
         "openqa_realm_nq": "REALM",

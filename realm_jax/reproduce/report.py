@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import os
 
-from realm_jax.data.jsonl import atomic_write
 from realm_jax.reproduce import runner, stats, zero_shot
 from realm_jax.reproduce.metrics import read_metrics
 from realm_jax.reproduce.plan import DATASETS, Row
-from realm_jax.train.loop import METRICS_FILE
+from realm_jax.run.files import METRICS_FILE
+from realm_jax.utils.jsonl import atomic_write
 
 # More gate figures than the two with goals (accuracy, oracle utility).
 GATE_EXTRA = ("null_mlm_accuracy", "distractor_utility", "hard_utility", "oracle_fraction",
-              "num_masks", "step")  # fmt: skip
+              "num_masks", "step")
 
 
 def gate(root: str, run: str = "mlm") -> dict | None:
@@ -65,7 +65,7 @@ def difference(records: list[dict], reference: list[dict], what: str = "the row"
     for name, key in (("em", "correct"), ("recall_at_5", "gold_in_top5")):
         out[name] = stats.paired_bootstrap([float(r[key]) for r in mine],
                                            [float(r[key]) for r in ref],
-                                           stats.RESAMPLES, stats.SEED, scale=100.0)  # fmt: skip
+                                           stats.RESAMPLES, stats.SEED, scale=100.0)
     return out
 
 
@@ -96,7 +96,7 @@ def pretrain_zero_shot(root: str, run: str | None, datasets=DATASETS, start: str
         return None
     figures = summary["realm"]
     return {"recall_at_5": figures["recall_at_5"], "mrr": figures["mrr"],
-            "change_vs_ict": None if run == start else summary["change"]}  # fmt: skip
+            "change_vs_ict": None if run == start else summary["change"]}
 
 
 def _signed(x: float, digits: int = 1) -> str:
@@ -117,7 +117,7 @@ def _cell(value: float | None, diff: dict | None = None) -> str:
 def table(
     rows: list[Row], results: dict, root: str, title: str, references: dict | None = None,
     zero_shot_column: bool = False, zero_shot_sets=DATASETS,
-) -> tuple[str, dict]:  # fmt: skip
+) -> tuple[str, dict]:
     """The markdown table and its JSON record: EM / recall@5 per dataset, each with its paired
     difference from ORQA (``references``: ``runner.evaluate_references``; None: no differences),
     and for Table 2 each pre-trained retriever's zero-shot dev recall@5 over ``zero_shot_sets``."""
@@ -129,7 +129,7 @@ def table(
     if zero_shot_column:
         header.append("zero-shot R@5")
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]  # fmt: skip
+             "|" + "---|" * len(header)]
     record_rows = []
     for row in rows:
         cells, record = [row.label], {"system": row.label}
@@ -147,13 +147,13 @@ def table(
         lines.append("| " + " | ".join(cells) + " |")
         record_rows.append(record)
     counts = {d: next((results[r.label][d]["n"] for r in rows if d in results[r.label]), 0)
-              for d in datasets}  # fmt: skip
+              for d in datasets}
     lines += ["", "EM and R@5 (an answer string in the top-5 evidence blocks) in percent over "
               + ", ".join(f"{n} {d} questions" for d, n in counts.items()) + "; one training "
               "seed per system. In parentheses: the difference from ORQA (ICT retriever) on the "
               "same questions in percentage points, with its paired bootstrap 95% interval "
               f"({stats.RESAMPLES:,} resamples, seed {stats.SEED}); none on ORQA's own row (the "
-              "reference; null in the JSON) or where ORQA has not been trained."]  # fmt: skip
+              "reference; null in the JSON) or where ORQA has not been trained."]
     if zero_shot_column:
         lines[-1] += (
             " Zero-shot R@5: each pre-trained retriever's index before fine-tuning, pooled over "
@@ -177,7 +177,7 @@ def zero_shot_paragraph(summary: dict | None, run: str = "realm") -> str:
         r5, mrr = s["change"]["recall_at_5"], s["change"]["mrr"]
         return (f"recall@5 {s['start']['recall_at_5']:.1f}% → {s['realm']['recall_at_5']:.1f}%"
                 f"{_change(r5)}, MRR {s['start']['mrr']:.3f} → {s['realm']['mrr']:.3f}"
-                f"{_change(mrr, 3)}, n = {s['n_questions']}")  # fmt: skip
+                f"{_change(mrr, 3)}, n = {s['n_questions']}")
 
     per_set = "; ".join(f"{d}: {figures(s)}" for d, s in summary["per_set"].items() if s)
     return (
@@ -193,7 +193,7 @@ def gate_line(record: dict | None) -> str:
     if record is None:
         return "MLM warm-start gate: not measured (the MLM run has no evaluation).\n"
     line = (f"MLM warm-start gate (held-out masked sentences, step {record.get('step', '?')}): "
-            f"MLM accuracy {record['mlm_accuracy']:.3f}")  # fmt: skip
+            f"MLM accuracy {record['mlm_accuracy']:.3f}")
     if "null_mlm_accuracy" in record:
         line += f" ({record['null_mlm_accuracy']:.3f} with the null document)"
     line += f", oracle utility {record['oracle_utility']:.3f} nats per masked wordpiece"
@@ -205,7 +205,7 @@ def gate_line(record: dict | None) -> str:
     misleading = [f"{label} {record[key]:.3f}" for key, label in
                   (("distractor_utility", "a random other block"),
                    ("hard_utility", "the ICT retriever's best block without the span"))
-                  if key in record]  # fmt: skip
+                  if key in record]
     if misleading:
         line += "; utility of a block without the answer: " + ", ".join(misleading) + " nats"
     return line + ".\n"

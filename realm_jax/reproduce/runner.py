@@ -15,9 +15,11 @@ import time
 
 from ml_collections import ConfigDict
 
-from realm_jax.data.jsonl import atomic_write
+from realm_jax.errors import ConfigError
+from realm_jax.openqa.predict import evaluate_run
 from realm_jax.reproduce.plan import Row, Run, resolve
-from realm_jax.train.model_setup import ConfigError
+from realm_jax.train import ict, mlm, openqa, realm
+from realm_jax.utils.jsonl import atomic_write
 
 DONE_FILE = "reproduce.json"
 PER_QUESTION_DIR = "per_question"
@@ -58,12 +60,8 @@ def run_config(run: Run, root: str, configs_dir: str, overrides: dict | None = N
     return config
 
 
-def _trainer(stage: str):
-    from realm_jax.train import loops, mlm_warmstart
-
-    trainers = {"ict": loops.train_ict, "mlm": mlm_warmstart.train_mlm,
-                "realm": loops.train_realm, "openqa": loops.train_openqa}  # fmt: skip
-    return trainers[stage]
+TRAINERS = {"ict": ict.train_and_evaluate, "mlm": mlm.train_and_evaluate,
+            "realm": realm.train_and_evaluate, "openqa": openqa.train_and_evaluate}
 
 
 def _read(path: str) -> dict | None:
@@ -111,12 +109,12 @@ def run_all(
         config = run_config(run, root, configs_dir, overrides)
         print(f"[{i}/{len(runs)} at {_clock(start)}] {run.name}: {run.config} "
               f"{json.dumps({k: resolve(v, root) for k, v in run.overrides.items()})}",
-              flush=True)  # fmt: skip
+              flush=True)
         t0 = time.perf_counter()
-        metrics = _trainer(run.stage)(config, workdir)
+        metrics = TRAINERS[run.stage](config, workdir)
         seconds[run.name] = time.perf_counter() - t0
         record = {"config": run.config, "seconds": seconds[run.name],
-                  "final_eval": {k: float(v) for k, v in metrics.items()}}  # fmt: skip
+                  "final_eval": {k: float(v) for k, v in metrics.items()}}
         _write(os.path.join(workdir, DONE_FILE), record)
     return seconds
 
@@ -128,9 +126,8 @@ def evaluate(
 
     Cached: ``<root>/eval/<name>.<dataset>.<split>[-sample<n>].json`` holds the scores and
     ``<root>/per_question/`` the same name with ``.jsonl`` one record per question (see
-    ``openqa_pipeline.per_question_scores``); ``per_question`` is that file's path under root.
+    ``openqa.pipeline.per_question_scores``); ``per_question`` is that file's path under root.
     """
-    from realm_jax.train.evaluate import evaluate_run
 
     stem = f"{name}.{dataset}.{split}" + (f"-sample{max_questions}" if max_questions else "")
     cache = os.path.join(root, "eval", f"{stem}.json")
@@ -141,7 +138,7 @@ def evaluate(
         os.makedirs(os.path.join(root, PER_QUESTION_DIR), exist_ok=True)
         t0 = time.perf_counter()
         scores = evaluate_run(os.path.join(root, name), dataset, split, max_questions=max_questions,
-                              per_question_output=os.path.join(root, per_question))  # fmt: skip
+                              per_question_output=os.path.join(root, per_question))
         scores["seconds"] = time.perf_counter() - t0
         _write(cache, scores)  # last: the cache marks both files finished
     return scores | {"per_question": per_question}

@@ -4,8 +4,8 @@ A pre-training run (ICT or REALM) publishes its final index under ``<run>/index`
 that embedded it. Its dev questions are embedded with that index's own query tower (as the run's
 evaluation does), the index is searched ``DEPTH`` blocks deep, and each question gets
 ``recall_at_5`` (an answer string in the top 5 blocks, ``evaluation.has_answer``, as
-``loops.retrieval_recall``) and ``reciprocal_rank``: 1 / the rank of the first block cut from the
-question's gold passage (0 when none is in the top ``DEPTH``). Records are cached under
+``train.realm.retrieval_recall``) and ``reciprocal_rank``: 1 / the rank of the first block cut
+from the question's gold passage (0 when none is in the top ``DEPTH``). Records are cached under
 ``<root>/per_question/zero_shot.<run>.<dataset>.dev.jsonl``; ``summarize`` turns two runs'
 records (the ICT start and the run after REALM pre-training) into the table's figures.
 """
@@ -16,8 +16,20 @@ import os
 
 import numpy as np
 
+from realm_jax.data.blocks import BlockStore
+from realm_jax.data.input_pipeline import corpus_documents, load_questions
+from realm_jax.data.tokenization import Tokenizer
+from realm_jax.evaluation import has_answer
+from realm_jax.index.live import load_snapshot
+from realm_jax.index.published import run_query_tower
+from realm_jax.index.store import IndexStore
+from realm_jax.models.realm import EmbedderSpec, QueryEncoder
+from realm_jax.openqa.pipeline import question_ids
 from realm_jax.reproduce import runner, stats
 from realm_jax.reproduce.plan import DATASETS
+from realm_jax.run.files import INDEX_DIR, read_run_config
+from realm_jax.run.model_setup import realm_config
+from realm_jax.utils.jsonl import write_jsonl
 
 DEPTH = 100  # blocks searched per question for the reciprocal rank
 TOP_K = 5  # recall@5
@@ -45,7 +57,6 @@ def question_records(rows, ranked, block_texts, passages) -> list[dict]:
 
     ``block_texts(i)`` is block i's text, ``passages`` [N] each block's passage id.
     """
-    from realm_jax.evaluation import has_answer
 
     records = []
     for row, ids in zip(rows, np.asarray(ranked), strict=True):
@@ -59,7 +70,7 @@ def question_records(rows, ranked, block_texts, passages) -> list[dict]:
                                for b in ids[:TOP_K]),
             "gold_rank": int(hits.argmax()) + 1 if hits.any() else 0,
             "reciprocal_rank": rr,
-        })  # fmt: skip
+        })
     return records
 
 
@@ -75,13 +86,6 @@ def _embed(encoder, tower: dict, ids: np.ndarray) -> np.ndarray:
 
 def _retriever(run_dir: str):
     """(store, searcher, query tower, encoder, block passage ids, query length) of a run."""
-    from realm_jax.data.blocks import BlockStore
-    from realm_jax.index.store import IndexStore
-    from realm_jax.train.checkpoint import EmbedderSpec
-    from realm_jax.train.indexing import QueryEncoder, load_snapshot
-    from realm_jax.train.input_pipeline import corpus_documents
-    from realm_jax.train.model_setup import read_run_config, realm_config
-    from realm_jax.train.published_index import INDEX_DIR, run_query_tower
 
     config = read_run_config(run_dir)
     length = query_len(config)
@@ -91,7 +95,7 @@ def _retriever(run_dir: str):
     tower = run_query_tower(run_dir, snapshot)
     store = BlockStore(config.data.blocks_dir)
     passages = block_passages(store.arrays["doc_index"],
-                              [pid for pid, _, _ in corpus_documents(config.data)])  # fmt: skip
+                              [pid for pid, _, _ in corpus_documents(config.data)])
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     return store, snapshot.searcher, tower, QueryEncoder(spec), passages, length
 
@@ -102,15 +106,11 @@ def records_path(root: str, run: str, dataset: str) -> str:
 
 def run_records(root: str, run: str, datasets=DATASETS) -> dict[str, list[dict]]:
     """``{dataset: per-question records}`` of run ``<root>/<run>`` on each dev set (cached)."""
-    from realm_jax.data.jsonl import write_jsonl
-    from realm_jax.train.input_pipeline import load_questions
 
     cached = {d: runner.read_records(records_path(root, run, d)) for d in datasets}
     missing = [d for d, records in cached.items() if records is None]
     if not missing:
         return cached
-    from realm_jax.data.tokenization import Tokenizer
-    from realm_jax.train.openqa_pipeline import question_ids
 
     store, searcher, tower, encoder, passages, length = _retriever(os.path.join(root, run))
     tokenizer = Tokenizer()

@@ -1,1 +1,1 @@
-"""Train states, pmapped steps, loops and checkpointing."""
+"""The training stages (one module each), their pmapped steps and the loop they share."""

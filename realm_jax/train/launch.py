@@ -11,18 +11,13 @@ import jax
 from absl import logging as absl_logging
 from ml_collections import ConfigDict
 
-from realm_jax.convert import ConversionError
-from realm_jax.data.documents import CorpusError
-from realm_jax.data.jsonl import JsonlError
-from realm_jax.train.checkpoint import CheckpointError
-from realm_jax.train.loop import NonFiniteLossError
-from realm_jax.train.model_setup import ConfigError
-
-# Failures a user can fix: reported as one stderr line and exit status 1.
-USER_ERRORS = (
-    ConfigError, NonFiniteLossError, JsonlError, CorpusError, ConversionError, FileNotFoundError,
-    CheckpointError,
-)  # fmt: skip
+from realm_jax.errors import (
+    USER_ERRORS,
+    ConfigError,
+)
+from realm_jax.run.model_setup import param_counts
+from realm_jax.utils import devices
+from realm_jax.utils.devices import primary_only_logs
 
 
 class _DropOrbaxInfo(logging.Filter):
@@ -34,7 +29,6 @@ class _DropOrbaxInfo(logging.Filter):
 
 def quiet_logs() -> None:
     """INFO logs from our code and clu's metric lines, without orbax's per-save chatter."""
-    from realm_jax.train.distributed import primary_only_logs
 
     absl_logging.set_verbosity(absl_logging.INFO)
     absl_logging.get_absl_handler().addFilter(_DropOrbaxInfo())
@@ -43,11 +37,10 @@ def quiet_logs() -> None:
 
 def describe(config: ConfigDict) -> dict[str, int]:
     """Prints the stage's model and parameter counts (built abstractly: nothing materialised)."""
-    from realm_jax.train.model_setup import param_counts
 
     counts = param_counts(config)
     print(f"{config.stage}: model.bert={config.model.bert} dtype={config.model.dtype} "
-          f"batch {config.batch_size} x {config.num_train_steps} steps")  # fmt: skip
+          f"batch {config.batch_size} x {config.num_train_steps} steps")
     for name, n in counts.items():
         print(f"  {name:24s} {n:>13,d}  ({n / 1e6:.1f}M)")
     if config.stage == "openqa" and "retriever/embedder" in counts:
@@ -59,7 +52,7 @@ def describe(config: ConfigDict) -> dict[str, int]:
 def run_stage(
     train: Callable[[ConfigDict, str], dict], config: ConfigDict, workdir: str | None,
     dry_run: bool = False,
-) -> int:  # fmt: skip
+) -> int:
     """Runs ``train(config, workdir)``; prints its final metrics as the last JSON line.
 
     ``dry_run`` only builds the model and prints its parameter counts (no workdir needed).
@@ -93,9 +86,8 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
     config = config_flags.DEFINE_config_file("config", None, f"A stage config file ({stage}).")
     workdir = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and indexes go here.")
     dry_run = flags.DEFINE_bool("dry_run", False, "Only build the model; print parameter counts.")
-    from realm_jax.train import distributed
 
-    distributed.define_flags()
+    devices.define_flags()
     flags.mark_flags_as_required(["config"])
     key_flags = ("config", "workdir", "dry_run", "distributed")  # in --help, not only --helpfull
     for name in key_flags:
@@ -104,7 +96,7 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-        distributed.initialize_from_flags()
+        devices.initialize_from_flags()
         sys.exit(run_stage(train, config.value, workdir.value, dry_run.value))
 
     app.run(main)

@@ -1,24 +1,32 @@
-"""The training loop every stage shares: resume, steps, metrics, evals, checkpoints, clean stops.
+"""What every stage's ``train_and_evaluate`` does around its step: resume, log, checkpoint, stop.
 
-``run_loop`` owns the side effects (lm1b's ``train_and_evaluate`` shape): it restores the newest
-checkpoint of ``<workdir>/checkpoints`` if there is one (an older one, with a warning, when the
-newest is damaged), runs the pmapped step on the stage's batches, writes metrics (TensorBoard
-through clu, plus ``metrics.jsonl``) from process 0, saves orbax checkpoints every
-``checkpoint_every_steps`` (keeping ``keep_checkpoints``), evaluates every ``eval_every_steps``
-and at the end, and shows progress with an ETA. A non-finite loss stops the run with
+A stage module (``ict.py``, ``mlm.py``, ``realm.py``, ``openqa.py``) writes its own loop, as
+flax's lm1b ``train.py`` does, and hands the side effects to ``TrainLoop``::
+
+    with TrainLoop(config, workdir, "ict", create_state(config, params), spec) as loop:
+        loop.evaluate_at_start(evaluate)
+        for step in loop.steps():
+            state, metrics = p_train_step(loop.state, shard(batches(step)), loop.rng)
+            loop.record(state, metrics)
+            loop.evaluate_if_due(evaluate)
+        return loop.final_metrics(evaluate)
+
+``TrainLoop`` restores the newest checkpoint of ``<workdir>/checkpoints`` that restores (an older
+one, with a warning, when the newest is damaged), writes metrics (TensorBoard through clu, plus
+``metrics.jsonl``) from process 0, saves orbax checkpoints every ``checkpoint_every_steps``
+(keeping ``keep_checkpoints``) and at the last step, evaluates every ``eval_every_steps`` and at
+the end, and shows progress with an ETA. A non-finite loss stops the run with
 ``NonFiniteLossError`` before anything is saved from it; Ctrl-C saves the last finished step,
 waits for the write and re-raises.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
-import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,51 +34,17 @@ import numpy as np
 from clu import metric_writers, periodic_actions
 from ml_collections import ConfigDict
 
-from realm_jax.progress import progress_bar
-from realm_jax.train.checkpoint import Checkpoints, EmbedderSpec
-from realm_jax.train.model_setup import CHECKPOINT_DIR, CONFIG_FILE
-from realm_jax.train.parallel import replicate, shard
-from realm_jax.train.state import TrainState
+from realm_jax.errors import NonFiniteLossError
+from realm_jax.models.realm import EmbedderSpec
+from realm_jax.run.checkpoints import Checkpoints
+from realm_jax.run.files import RunDir
+from realm_jax.run.state import TrainState
+from realm_jax.utils.devices import replicate, shard
+from realm_jax.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "metrics.jsonl"
 
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN / Inf loss or parameters; the message names the step to resume."""
-
-
-@dataclasses.dataclass
-class Stage:
-    """What a stage plugs into the loop.
-
-    batch_at(step, params) -> this process's numpy batch of ``step`` (params: device-0 copy);
-    evaluate(step, params) -> scalar metrics; on_start(step, params) runs once before the first
-    step (e.g. to build the first index); on_end(step, params) after the last.
-    """
-
-    name: str
-    state: TrainState  # step-0 state, host side: the template a checkpoint restores into
-    train_step: Callable  # pmapped (state, batch, rng) -> (state, metrics)
-    batch_at: Callable[[int, dict], dict]
-    evaluate: Callable[[int, dict], dict] | None = None
-    on_start: Callable[[int, dict], None] | None = None
-    on_end: Callable[[int, dict], None] | None = None
-    embedder_spec: EmbedderSpec | None = None
-    # Host-side scalars of the step just taken, logged with its metrics (e.g. index staleness).
-    step_extras: Callable[[int], dict] | None = None
-    save_initial: bool = False  # checkpoint step 0 before training (a refresher indexes it)
-
-
-def save_config(config: ConfigDict, workdir: str) -> None:
-    """Writes the run's config beside its checkpoints (what predict.py rebuilds the model from)."""
-    from realm_jax.data.jsonl import atomic_write
-
-    os.makedirs(workdir, exist_ok=True)
-    if jax.process_index() != 0:  # one writer on a shared filesystem
-        return
-    with atomic_write(os.path.join(workdir, CONFIG_FILE)) as f:
-        f.write(config.to_json_best_effort(indent=1, sort_keys=True) + "\n")
+Evaluate = Callable[[int, dict], dict]  # (step, host params) -> scalar metrics
 
 
 @jax.jit
@@ -96,13 +70,20 @@ def host_metrics(metrics) -> dict:
     return {k: np.asarray(v)[0] for k, v in metrics.items()}
 
 
+def mean_eval(p_eval_step: Callable, params: dict, batches) -> dict:
+    """Held-out metrics over ``batches``, each batch's global means averaged."""
+    replicated = replicate(params)
+    results = [host_metrics(p_eval_step(replicated, shard(b))) for b in batches]
+    return {k: float(np.mean([r[k] for r in results])) for k in results[0]}
+
+
 class MetricsLog:
     """Scalars to clu's writer (TensorBoard + log) and ``metrics.jsonl``; process 0 writes."""
 
     def __init__(self, workdir: str):
         self.primary = jax.process_index() == 0
         self.writer = metric_writers.create_default_writer(workdir, just_logging=not self.primary)
-        self.path = os.path.join(workdir, METRICS_FILE)
+        self.path = RunDir(workdir).metrics
 
     def write(self, step: int, split: str, scalars: dict) -> None:
         values = {k: float(v) for k, v in scalars.items()}
@@ -125,109 +106,155 @@ def _mean_metrics(window: list[dict]) -> dict:
     return out
 
 
-def run_loop(config: ConfigDict, workdir: str, stage: Stage) -> dict:
-    """Trains ``stage`` to ``config.num_train_steps``; returns the last evaluation's metrics."""
-    c = config
-    metrics_log = MetricsLog(workdir)
-    checkpoints = Checkpoints(
-        os.path.join(workdir, CHECKPOINT_DIR),
-        max_to_keep=c.keep_checkpoints,
-        embedder_spec=stage.embedder_spec,
-    )
-    # The newest checkpoint that restores (a damaged newer one is set aside with a warning).
-    start, state = checkpoints.restore_latest_good(stage.state)
-    if start is not None:
-        log.info("%s: resumed from checkpoint %d", stage.name, start)
-    else:
-        start, state = 0, stage.state
-        if stage.save_initial:
-            checkpoints.save(0, state)
-            checkpoints.wait()
-    last_saved = start
-    host_params = state.params
-    replicated = replicate(state)
-    # Dropout keys fold in the step and device (steps.py), so one key serves the whole run.
-    rng = replicate(jax.random.PRNGKey(c.seed + 1))
-    report = periodic_actions.ReportProgress(num_train_steps=c.num_train_steps, every_secs=60)
-    eval_metrics: dict = {}
-    step = start
+class TrainLoop:
+    """One stage's run to ``config.num_train_steps``: see the module docstring.
 
-    def save(at: int) -> None:
-        nonlocal last_saved
-        if at == last_saved:
-            return
-        if not all_finite(replicated.params):
+    ``state``: the step-0 state on the host (the template a checkpoint restores into);
+    ``embedder_spec``: written beside the checkpoints for the refresher (None: no retriever);
+    ``save_initial``: checkpoint step 0 before training (an asynchronous refresher indexes it).
+    After ``__enter__``: ``start`` (the first step to run), ``step`` (steps done), ``params`` (the
+    host's device-0 copy of the current params) and ``state`` (replicated over local devices).
+    """
+
+    def __init__(
+        self, config: ConfigDict, workdir: str, name: str, state: TrainState,
+        embedder_spec: EmbedderSpec | None = None, save_initial: bool = False,
+    ):
+        self.config, self.name = config, name
+        self.metrics_log = MetricsLog(workdir)
+        self.checkpoints = Checkpoints(
+            RunDir(workdir).checkpoints,
+            max_to_keep=config.keep_checkpoints,
+            embedder_spec=embedder_spec,
+        )
+        try:
+            start, restored = self.checkpoints.restore_latest_good(state)
+        except BaseException:
+            self.checkpoints.close()
+            self.metrics_log.close()
+            raise
+        if start is not None:
+            log.info("%s: resumed from checkpoint %d", name, start)
+            state = restored
+        else:
+            start = 0
+            if save_initial:
+                self.checkpoints.save(0, state)
+                self.checkpoints.wait()
+        self.start = self.step = self.last_saved = start
+        self.params = state.params
+        self.state = replicate(state)
+        # Dropout keys fold in the step and device (steps.py), so one key serves the whole run.
+        self.rng = replicate(jax.random.PRNGKey(config.seed + 1))
+        self.eval_metrics: dict = {}
+        self._window: list[dict] = []
+        self._window_start = time.perf_counter()
+        self._report = periodic_actions.ReportProgress(
+            num_train_steps=config.num_train_steps, every_secs=60
+        )
+        primary = jax.process_index() == 0  # one progress bar, from process 0
+        self._bar = progress_bar(total=config.num_train_steps, desc=name, unit="step",
+                                 enabled=config.progress and primary)
+        self._bar.update(start)
+
+    def __enter__(self) -> TrainLoop:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is KeyboardInterrupt:
+                log.warning("%s: interrupted at step %d; saving it", self.name, self.step)
+                try:
+                    self.save(self.step)
+                except Exception as e:  # a step cut short may have consumed the state's buffers
+                    log.warning("could not save step %d (%s); keeping checkpoint %d",
+                                self.step, e, self.last_saved)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._bar.close()
+        self.checkpoints.wait()
+        self.checkpoints.close()
+        self.metrics_log.close()
+
+    @property
+    def done(self) -> bool:
+        """Whether the last step has been taken."""
+        return self.step >= self.config.num_train_steps
+
+    def steps(self) -> Iterator[int]:
+        """The steps still to run, from ``start``; each is recorded with ``record``."""
+        while not self.done:
+            yield self.step
+            self._bar.update(1)
+            if self.config.progress:
+                self._report(self.step)
+
+    def record(self, state, metrics: dict, extras: dict | None = None) -> dict:
+        """Takes the state and pmapped metrics of the step just run; logs the metrics (with the
+        host-side ``extras``) and checkpoints when due. Returns the step's host metrics."""
+        self.state = state
+        metrics = host_metrics(metrics) | (extras or {})
+        self.step += 1
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
             raise NonFiniteLossError(
-                f"{stage.name}: non-finite parameters at step {at}; not saved, "
-                f"the last good checkpoint is step {last_saved}"
+                f"{self.name}: loss is {loss} at step {self.step}; stopping, "
+                f"the last good checkpoint is step {self.last_saved}"
             )
-        checkpoints.save(at, first_device(replicated))
-        last_saved = at
-
-    def evaluate(at: int, params: dict) -> dict:
-        if stage.evaluate is None:
-            return {}
-        t0 = time.perf_counter()
-        metrics = stage.evaluate(at, params)
-        metrics_log.write(at, "eval", metrics)
-        log.info("%s eval at step %d (%.1f s): %s", stage.name, at, time.perf_counter() - t0,
-                 json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))  # fmt: skip
+        self.params = first_device(self.state.params)
+        self._window.append(metrics)
+        c = self.config
+        if self.step % c.log_every_steps == 0 or self.done:
+            now = time.perf_counter()
+            rate = {"seconds_per_step": (now - self._window_start) / len(self._window)}
+            self.metrics_log.write(self.step, "train", _mean_metrics(self._window) | rate)
+            self._window, self._window_start = [], now
+        if self.step % c.checkpoint_every_steps == 0 or self.done:
+            self.save(self.step)
+        if self.done:
+            self.checkpoints.wait()  # what runs after the last step may read its checkpoint
         return metrics
 
-    primary = jax.process_index() == 0  # one progress bar, from process 0
-    bar = progress_bar(total=c.num_train_steps, desc=stage.name, unit="step",
-                       enabled=c.progress and primary)  # fmt: skip
-    bar.update(start)
-    try:
-        if stage.on_start is not None:
-            stage.on_start(start, host_params)
-        if c.eval_at_start and start == 0:
-            eval_metrics = evaluate(0, host_params)
-        window: list[dict] = []
-        window_start = time.perf_counter()
-        while step < c.num_train_steps:
-            batch = stage.batch_at(step, host_params)
-            replicated, metrics = stage.train_step(replicated, shard(batch), rng)
-            metrics = host_metrics(metrics)
-            if stage.step_extras is not None:
-                metrics |= stage.step_extras(step)
-            step += 1
-            loss = float(metrics["loss"])
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"{stage.name}: loss is {loss} at step {step}; stopping, "
-                    f"the last good checkpoint is step {last_saved}"
-                )
-            host_params = first_device(replicated.params)
-            window.append(metrics)
-            last = step == c.num_train_steps
-            if step % c.log_every_steps == 0 or last:
-                seconds, window_start = time.perf_counter() - window_start, time.perf_counter()
-                rate = {"seconds_per_step": seconds / len(window)}  # batch building included
-                metrics_log.write(step, "train", _mean_metrics(window) | rate)
-                window = []
-            if step % c.checkpoint_every_steps == 0 or last:
-                save(step)
-            if last and stage.on_end is not None:
-                checkpoints.wait()
-                stage.on_end(step, host_params)
-            if (c.eval_every_steps and step % c.eval_every_steps == 0) or last:
-                eval_metrics = evaluate(step, host_params)
-            bar.update(1)
-            if c.progress:
-                report(step)
-        if start >= c.num_train_steps:  # a finished run started again: report, train nothing
-            eval_metrics = evaluate(start, host_params)
-    except KeyboardInterrupt:
-        log.warning("%s: interrupted at step %d; saving it", stage.name, step)
-        try:
-            save(step)
-        except Exception as e:  # a step cut short may have consumed the state's buffers
-            log.warning("could not save step %d (%s); keeping checkpoint %d", step, e, last_saved)
-        raise
-    finally:
-        bar.close()
-        checkpoints.wait()
-        checkpoints.close()
-        metrics_log.close()
-    return eval_metrics
+    def save(self, step: int) -> None:
+        if step == self.last_saved:
+            return
+        if not all_finite(self.state.params):
+            raise NonFiniteLossError(
+                f"{self.name}: non-finite parameters at step {step}; not saved, "
+                f"the last good checkpoint is step {self.last_saved}"
+            )
+        self.checkpoints.save(step, first_device(self.state))
+        self.last_saved = step
+
+    def evaluate(self, evaluate: Evaluate | None) -> dict:
+        """Runs ``evaluate(step, params)`` now and logs it (``{}`` without one)."""
+        if evaluate is None:
+            return {}
+        t0 = time.perf_counter()
+        metrics = evaluate(self.step, self.params)
+        self.metrics_log.write(self.step, "eval", metrics)
+        log.info("%s eval at step %d (%.1f s): %s", self.name, self.step,
+                 time.perf_counter() - t0,
+                 json.dumps({k: round(float(v), 4) for k, v in metrics.items()}))
+        self.eval_metrics = metrics
+        return metrics
+
+    def evaluate_at_start(self, evaluate: Evaluate | None) -> None:
+        """The step-0 evaluation ``eval_at_start`` asks for (not on a resume)."""
+        if self.config.eval_at_start and self.start == 0:
+            self.evaluate(evaluate)
+
+    def evaluate_if_due(self, evaluate: Evaluate | None) -> None:
+        """Evaluates every ``eval_every_steps`` and after the last step."""
+        every = self.config.eval_every_steps
+        if (every and self.step % every == 0) or self.done:
+            self.evaluate(evaluate)
+
+    def final_metrics(self, evaluate: Evaluate | None) -> dict:
+        """The last evaluation's metrics; a finished run started again evaluates once, trains
+        nothing."""
+        if self.start >= self.config.num_train_steps:
+            return self.evaluate(evaluate)
+        return self.eval_metrics

@@ -10,7 +10,9 @@ from safetensors.numpy import save_file
 from transformers import BertConfig as HFBertConfig
 from transformers import BertModel as TorchBertModel
 
-from realm_jax.convert import ConversionError, load_hf_bert, load_state_dict, minilm_dir
+from realm_jax.assets import minilm_dir
+from realm_jax.convert import load_hf_bert, load_state_dict
+from realm_jax.errors import ConversionError
 from realm_jax.models.bert import BertModel
 
 torch.set_num_threads(1)

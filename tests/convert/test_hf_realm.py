@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers.models.deprecated.realm import configuration_realm, modeling_realm
 
-from realm_jax.convert import ConversionError
 from realm_jax.convert.hf_realm import load_hf_realm, params_from_hf_realm, realm_config_from_hf
+from realm_jax.errors import ConversionError
 from realm_jax.losses import correct_spans, mlm_targets_from_labels, openqa_loss, realm_mlm_loss
 from realm_jax.models.reader import KnowledgeAugEncoder, SpanReader
 from realm_jax.models.realm import OpenQAModel
@@ -112,7 +112,7 @@ def test_scorer_parity(hf_cfg, cfg, share):
             candidate_input_ids=_t(c[0]),
             candidate_attention_mask=_t(c[1]),
             candidate_token_type_ids=_t(c[2]),
-        )  # fmt: skip
+        )
     query_emb, cand_emb, logits = cfg.retriever().apply(params, q[0], q[1], c[0], c[1], c[2], q[2])
     tag = "shared" if share else "separate"
     assert_parity(f"scorer_{tag}.query_emb", query_emb, out.query_score.numpy())
@@ -183,7 +183,7 @@ def test_reader_logits_and_losses(hf_cfg, cfg, answered):
     with torch.no_grad():
         kw = dict(relevance_score=_t(relevance), block_mask=_t(block_mask))
         out = hf(_t(ids), _t(mask), _t(types), **kw, start_positions=_t(starts),
-                 end_positions=_t(ends), has_answers=_t(has_answers))  # fmt: skip
+                 end_positions=_t(ends), has_answers=_t(has_answers))
         seq = hf.realm(_t(ids), _t(mask), _t(types)).last_hidden_state
         ref_logits, ref_starts, ref_ends = hf.qa_outputs(seq, _t(block_mask))
         ref_logits = (ref_logits + _t(relevance[:3, None])).numpy()
@@ -201,7 +201,7 @@ def test_reader_logits_and_losses(hf_cfg, cfg, answered):
     loss, metrics = openqa_loss(
         relevance[None], has_answers[None], np.ones((1, 5), bool), logits[None], span_mask[None],
         correct,
-    )  # fmt: skip
+    )
     if answered:
         assert_parity("reader.total_loss", loss, out.loss.item())
         assert_parity("reader.retriever_loss", metrics["retriever_loss_sum"], out.retriever_loss)

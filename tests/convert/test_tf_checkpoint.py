@@ -23,9 +23,9 @@ from tf_artifacts import (
 )
 from transformers.models.deprecated.realm import configuration_realm, modeling_realm
 
-from realm_jax.convert import ConversionError
 from realm_jax.convert.hf_realm import realm_config_from_hf
 from realm_jax.convert.tf_checkpoint import TFVariables, load_block_emb, load_tf_checkpoint
+from realm_jax.errors import ConversionError
 from realm_jax.models.reader import KnowledgeAugEncoder, SpanReader
 from realm_jax.models.retriever import Embedder
 
@@ -54,7 +54,7 @@ def hf_cfg():
         vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, retriever_proj_size=16, span_hidden_size=12, max_span_width=4,
         reader_beam_size=3, searcher_beam_size=5, num_block_records=7,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")

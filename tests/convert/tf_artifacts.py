@@ -1,8 +1,8 @@
 """Synthetic REALM / ORQA release artifacts in the original TF formats, written with TensorFlow.
 
 Variable names are spelled out here from the released checkpoints' layout (TF BERT's scopes and
-the prefixes DESIGN.md section 3 lists), not derived from realm_jax's key maps, so a naming slip
-in the converter cannot hide behind the same slip in the test. Values are random: LayerNorm
+the prefixes docs/DESIGN.md section 3 lists), not derived from realm_jax's key maps, so a naming
+slip in the converter cannot hide behind the same slip in the test. Values are random: LayerNorm
 gammas near 1, everything else N(0, 0.2^2), float32. Each artifact also carries what the release
 carries beside the weights: optimiser slots, ``global_step`` and the unused MLM / NSP heads.
 """
@@ -28,7 +28,7 @@ def bert_shapes(prefix: str, vocab: int, hidden: int, layers: int, inter: int, p
     for i in range(layers):
         layer = f"encoder/layer_{i}"
         for part in ("attention/self/query", "attention/self/key", "attention/self/value",
-                     "attention/output/dense"):  # fmt: skip
+                     "attention/output/dense"):
             s[f"{layer}/{part}/kernel"], s[f"{layer}/{part}/bias"] = (hidden, hidden), (hidden,)
         s[f"{layer}/intermediate/dense/kernel"] = (hidden, inter)
         s[f"{layer}/intermediate/dense/bias"] = (inter,)

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
+from realm_jax.assets import MINI_PASSAGES
 from realm_jax.data.blocks import BlockStore, build_blocks_from_files
-from realm_jax.data.corpus_files import MINI_PASSAGES
 from realm_jax.data.salient_spans import SalientSpans, build_salient_spans, load_ner
 
 NUM_PASSAGES = 200

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from realm_jax.data.blocks import BlockStore, bert_inputs, build_blocks_from_files
-from realm_jax.data.documents import CorpusError, iter_tfrecord_strings
-from realm_jax.data.jsonl import JsonlError
+from realm_jax.data.documents import iter_tfrecord_strings
 from realm_jax.data.packing import pack_sentences
+from realm_jax.errors import CorpusError, JsonlError
 
 # uid of the first mini passage ("Super Bowl 50"), one block: SHA1("Super Bowl 50 <sep> " + text).
 FIRST_UID = "13b5ffa17c1d31a0709775e65f0894c1da5c9e52"

@@ -24,7 +24,7 @@ def test_blocks_with_equals_a_scan_of_every_block(mini_store):
             start = int(rng.integers(0, len(tokens) - length))
             span = tokens[start : start + length]
             scan = [b for b in range(len(mini_store))
-                    if contains_sequence(mini_store.token_ids(b), span)]  # fmt: skip
+                    if contains_sequence(mini_store.token_ids(b), span)]
             assert index.blocks_with(span).tolist() == scan
             elsewhere = [b for b in scan if b != block]
             assert index.blocks_with(span, exclude=int(block)).tolist() == elsewhere

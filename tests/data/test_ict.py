@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from realm_jax.data.ict import ict_batch, ict_batches
+from realm_jax.train import ict
 
 KEYS = {"query_ids", "query_mask", "block_ids", "block_mask", "block_type_ids"}
 
@@ -64,8 +65,8 @@ def test_batch_runs_through_the_ict_step(mini_store, tiny_bert_config, num_devic
 
     from realm_jax.models.realm import init_params
     from realm_jax.models.retriever import Retriever
-    from realm_jax.train.parallel import replicate, shard
-    from realm_jax.train.steps import ICT_METRICS, ict_loss_fn, make_eval_step
+    from realm_jax.train.steps import make_eval_step
+    from realm_jax.utils.devices import replicate, shard
 
     batch = next(ict_batches(mini_store, batch_size=16, query_len=16, block_len=48))
     model = Retriever(tiny_bert_config, proj_size=16)
@@ -78,7 +79,7 @@ def test_batch_runs_through_the_ict_step(mini_store, tiny_bert_config, num_devic
         one["block_ids"][:, None],
         one["block_mask"][:, None],
     )
-    step = make_eval_step(ict_loss_fn(model), ICT_METRICS)
+    step = make_eval_step(ict.loss_fn(model), ict.METRICS)
     metrics = step(replicate(params), shard(batch, num_devices))
     loss = float(np.asarray(metrics["loss"])[0])
     assert np.isfinite(loss) and abs(loss - np.log(16)) < 1.0  # untrained: ~uniform over 16

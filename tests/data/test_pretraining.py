@@ -15,6 +15,7 @@ from realm_jax.data.pretraining import (
 )
 from realm_jax.data.salient_spans import mask_sentences, sample_sentences
 from realm_jax.evaluation import has_answer
+from realm_jax.train import openqa, realm
 
 K, QUERY_LEN, CAND_LEN, MAX_MASKS = 4, 32, 48, 10
 
@@ -194,8 +195,8 @@ def _eval_on_one_device(loss_fn, spec, params, batch):
     """The 8-device equivalence is tests/train's business; here the batches must fit the step."""
     import jax
 
-    from realm_jax.train.parallel import replicate, shard
     from realm_jax.train.steps import make_eval_step
+    from realm_jax.utils.devices import replicate, shard
 
     step = make_eval_step(loss_fn, spec)
     metrics = step(replicate(params, jax.local_devices()[:1]), shard(batch, 1))
@@ -206,7 +207,6 @@ def test_realm_batch_runs_through_the_step(mini_store, queries, tiny_bert_config
     import jax
 
     from realm_jax.models.realm import RealmPretrainModel, init_params
-    from realm_jax.train.steps import REALM_METRICS, realm_loss_fn
 
     batch = realm_batch(mini_store, queries, _searcher(mini_store, queries), K, QUERY_LEN, CAND_LEN)
     model = RealmPretrainModel(_tiny_realm_config(tiny_bert_config))
@@ -222,7 +222,7 @@ def test_realm_batch_runs_through_the_step(mini_store, queries, tiny_bert_config
         "mlm_positions",
     )
     params = init_params(model, jax.random.PRNGKey(0), *(batch[k][:1] for k in keys))
-    metrics = _eval_on_one_device(realm_loss_fn(model), REALM_METRICS, params, batch)
+    metrics = _eval_on_one_device(realm.loss_fn(model), realm.METRICS, params, batch)
     assert np.isfinite(metrics["loss"])
     assert int(metrics["num_masks"]) == sum(len(q.positions) for q in queries)
 
@@ -231,7 +231,6 @@ def test_openqa_batch_runs_through_the_step(mini_store, tokenizer, tiny_bert_con
     import jax
 
     from realm_jax.models.realm import OpenQAModel, init_params
-    from realm_jax.train.steps import OPENQA_METRICS, openqa_loss_fn
 
     answers = [["Denver Broncos"], ["Beyoncé"]] * 4
     questions = ["who won super bowl 50?", "who sang?"] * 4
@@ -259,6 +258,6 @@ def test_openqa_batch_runs_through_the_step(mini_store, tokenizer, tiny_bert_con
         "reader_block_mask",
     )
     params = init_params(model, jax.random.PRNGKey(0), *(batch[k][:1] for k in keys))
-    metrics = _eval_on_one_device(openqa_loss_fn(model), OPENQA_METRICS, params, batch)
+    metrics = _eval_on_one_device(openqa.loss_fn(model), openqa.METRICS, params, batch)
     assert np.isfinite(metrics["loss"])
     assert metrics["reader_oracle"] > 0  # gold spans reach the loss

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from realm_jax.data.blocks import BlockStore
-from realm_jax.data.documents import CorpusError
 from realm_jax.data.released_blocks import (
     build_blocks_from_block_records,
     build_blocks_from_examples,
     iter_block_records,
     iter_tfrecord_examples,
 )
+from realm_jax.errors import CorpusError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PASSAGES = [
@@ -281,7 +281,7 @@ def test_script_reads_examples_and_rejects_bad_flags(released):
     ok = _run_script(
         "--corpus", p["blocks"], "--titles", p["titles"], "--examples", p["examples"],
         "--output", released["out"],
-    )  # fmt: skip
+    )
     assert ok.returncode == 0, ok.stderr
     assert '"source_format": "examples.tfr"' in ok.stdout.splitlines()[-1]
     assert len(BlockStore(released["out"])) == len(PASSAGES)

@@ -3,7 +3,7 @@ import os
 import numpy as np
 from transformers import BertTokenizerFast
 
-from realm_jax.convert import minilm_dir
+from realm_jax.assets import minilm_dir
 from realm_jax.data.tokenization import Tokenizer
 
 

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
+from realm_jax.assets import MINI_PASSAGES
 from realm_jax.data.blocks import BlockStore
-from realm_jax.data.corpus_files import MINI_PASSAGES
 from realm_jax.data.salient_spans import SalientSpans
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

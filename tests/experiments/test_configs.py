@@ -12,15 +12,15 @@ import os
 
 import pytest
 
-from realm_jax.train import input_pipeline
-from realm_jax.train.model_setup import param_counts
+from realm_jax.data import input_pipeline
+from realm_jax.run.model_setup import param_counts
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(REPO, "experiments", "configs")
 FULL = ["ict_wiki", "realm_wiki", "realm_ccnews", "openqa_nq", "openqa_wq", "openqa_ct"]
 MINI = ["ict_mini", "mlm_mini", "realm_mini", "openqa_mini"]
 RELEASED = ["openqa_nq_released", "openqa_wq_released", "realm_ccnews_released"]
-DEMO = ["openqa_facts"]  # the product demo (tests/product)
+DEMO = ["openqa_facts"]  # the product demo (tests/serve)
 SCRIPT = {"ict": "ict.py", "mlm": "mlm.py", "realm": "pretrain.py", "openqa": "finetune.py"}
 BERT_BASE = 109_482_240  # 12 layers x 768, 30522 words, with the pooler
 EMBEDDER = BERT_BASE + 768 * 128 + 128 + 2 * 128  # + projection to 128 and its LayerNorm
@@ -87,14 +87,14 @@ def test_full_scale_hyperparameters_are_the_papers():
     assert (ict.ict.query_len, ict.ict.block_len, ict.ict.remove_prob) == (64, 288, 0.9)
     assert (realm.batch_size, realm.num_train_steps, realm.optim.learning_rate) == (
         512, 200_000, 3e-5,
-    )  # fmt: skip
+    )
     assert (realm.realm.num_candidates, realm.realm.query_len, realm.realm.cand_len) == (8, 96, 288)
     assert realm.index.mode == "async" and realm.checkpoint_every_steps == 500
     for name in ("openqa_nq", "openqa_wq", "openqa_ct"):
         o = load(name).get_config()
         assert (o.optim.learning_rate, o.openqa.retriever_beam, o.openqa.reader_beam) == (
             1e-5, 5000, 5,
-        )  # fmt: skip
+        )
         assert o.openqa.reader_len == 320 and o.model.max_span_width == 10
     assert load("openqa_ct").get_config().openqa.regex
     assert load("openqa_wq").get_config().num_train_steps == 3417 * 20

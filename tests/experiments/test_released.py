@@ -14,14 +14,14 @@ import sys
 import numpy as np
 import pytest
 
+from realm_jax.assets import MINI_PASSAGES
 from realm_jax.data.blocks import BlockStore, build_blocks_from_files
-from realm_jax.data.corpus_files import MINI_PASSAGES
-from realm_jax.data.jsonl import iter_jsonl
-from realm_jax.data.openqa import read_questions
+from realm_jax.data.questions import read_questions
 from realm_jax.index.exact import ExactSearcher
 from realm_jax.index.scann_searcher import ScannParams, ScannSearcher
 from realm_jax.index.searcher import numpy_top_k, recall_at_k
-from realm_jax.train.model_setup import restore_run_params
+from realm_jax.run.model_setup import restore_run_params
+from realm_jax.utils.jsonl import iter_jsonl
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "convert"))
 from tf_artifacts import (  # noqa: E402
@@ -76,7 +76,7 @@ def release(tmp_path_factory):
             f.write(json.dumps({"question": q["question"], "answer": q["answers"]}) + "\n")
     titles = [p["title"] for p in chosen]
     return dict(root=root, values=values, block_emb=block_emb, n=len(chosen), titles=titles,
-                embedder_values=embedder_values)  # fmt: skip
+                embedder_values=embedder_values)
 
 
 def test_released_nq_model_converts_and_evaluates(release, tmp_path):
@@ -93,7 +93,7 @@ def test_released_nq_model_converts_and_evaluates(release, tmp_path):
     assert step == 0 and config.model.hidden_act == "gelu_new"
     reader = params["params"]["reader"]
     np.testing.assert_array_equal(reader["span_intermediate"]["kernel"],
-                                  release["values"]["reader/dense/kernel"])  # fmt: skip
+                                  release["values"]["reader/dense/kernel"])
     tower = params["params"]["retriever"]["embedder"]["bert"]["embeddings"]
     np.testing.assert_array_equal(
         tower["word_embeddings"]["embedding"],
@@ -102,7 +102,7 @@ def test_released_nq_model_converts_and_evaluates(release, tmp_path):
 
     predictions = str(tmp_path / "P.jsonl")
     out = _run("evaluate.py", f"--checkpoint={workdir}",
-               f"--questions={root / 'questions.jsonl'}", f"--output={predictions}")  # fmt: skip
+               f"--questions={root / 'questions.jsonl'}", f"--output={predictions}")
     assert out.returncode == 0, out.stderr[-2000:]
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     print(out.stdout.strip().splitlines()[-2])
@@ -114,8 +114,8 @@ def test_released_nq_model_converts_and_evaluates(release, tmp_path):
     assert [store.title(i) for i in range(len(store))] == release["titles"]
 
     # The pretrained embedder that made block_emb sits beside the index: corpus edits use it.
-    from realm_jax.cli import main
     from realm_jax.index.towers import load_tower
+    from realm_jax.serve.cli import main
 
     tower = load_tower(os.path.join(workdir, "index"), 0)["params"]["bert"]["embeddings"]
     np.testing.assert_array_equal(
@@ -134,7 +134,7 @@ def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
     workdir = str(tmp_path / "bad")
     config = os.path.join(CONFIGS, "openqa_nq_released.py") + ":tiny"
     out = _run("convert.py", f"--config={config}", f"--workdir={workdir}",
-               f"--config.released.block_emb={short}", cwd=root)  # fmt: skip
+               f"--config.released.block_emb={short}", cwd=root)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
         f"error: enwiki-20181220/blocks.tfr: {release['n']} blocks, but the block embeddings "
@@ -142,7 +142,7 @@ def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
     )
     assert not os.path.exists(workdir) and not os.path.exists(workdir + ".tmp")
     out = _run("convert.py", f"--config={config}", f"--workdir={workdir}",
-               "--config.released.checkpoint=nowhere/model.ckpt", cwd=root)  # fmt: skip
+               "--config.released.checkpoint=nowhere/model.ckpt", cwd=root)
     assert out.returncode == 1 and not os.path.exists(workdir)
     assert out.stderr.strip().splitlines()[-1] == (
         "error: nowhere/model.ckpt: no such TF checkpoint (expected nowhere/model.ckpt.index)"
@@ -151,9 +151,9 @@ def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
 
 def test_released_realm_run_feeds_finetuning(release, tmp_path):
     """cc_news_pretrained -> a REALM run whose params and index fine-tuning starts from."""
+    from realm_jax.convert.released import convert_released
     from realm_jax.data.tokenization import shared_tokenizer
-    from realm_jax.train.published_index import source_index
-    from realm_jax.train.released import convert_released
+    from realm_jax.index.published import source_index
 
     config = load_config("realm_ccnews_released").get_config("tiny")
     root = release["root"]
@@ -177,10 +177,10 @@ def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path, monkeypa
     import torch
     from transformers.models.deprecated.realm import configuration_realm, modeling_realm
 
+    from realm_jax.convert import released
+    from realm_jax.convert.released import convert_released
     from realm_jax.data.tokenization import shared_tokenizer
-    from realm_jax.train import released
-    from realm_jax.train.loops import load_openqa_run
-    from realm_jax.train.released import convert_released
+    from realm_jax.openqa.pipeline import load_openqa_run
 
     reads = []  # the state dict gives both the params and block_emb: read once
     read = released.load_state_dict
@@ -191,7 +191,7 @@ def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path, monkeypa
         hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
         retriever_proj_size=16, span_hidden_size=12, max_span_width=4,
         num_block_records=len(texts),
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     hf = modeling_realm.RealmForOpenQA(hf_cfg).eval()
     with torch.no_grad():

@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import pytest
 
+from realm_jax.errors import ConfigError
 from realm_jax.reproduce import metrics, plan, report, runner, zero_shot
 from realm_jax.reproduce.compare import compare_reproductions, table_figures
 from realm_jax.reproduce.plan import Row
-from realm_jax.train.model_setup import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIGS = os.path.join(REPO, "experiments", "configs")
@@ -86,18 +86,18 @@ def test_gate_and_refresh_lag_read_the_runs_metrics(tmp_path):
     _write_jsonl(tmp_path / "realm" / "metrics.jsonl", [
         {"step": 5, "split": "train", "loss": 3.0, "staleness": 1.0},
         {"step": 10, "split": "eval", "recall_at_5": 35.5},
-    ])  # fmt: skip
+    ])
     assert metrics.refresh_lag(str(tmp_path / "realm")) == 1
     evals = [
         {"step": 0, "split": "eval", "mlm_accuracy": 0.1, "oracle_utility": 0.0, "loss": 9.0},
         {"step": 5, "split": "train", "loss": 3.0},
         {"step": 150, "split": "eval", "mlm_accuracy": 0.42, "oracle_utility": 0.8,
          "null_mlm_accuracy": 0.3, "oracle_fraction": 0.6, "num_masks": 512.0, "loss": 2.0},
-    ]  # fmt: skip
+    ]
     _write_jsonl(tmp_path / "mlm" / "metrics.jsonl", evals)
     gate = report.gate(str(tmp_path))
     assert gate == {"mlm_accuracy": 0.42, "oracle_utility": 0.8, "null_mlm_accuracy": 0.3,
-                    "oracle_fraction": 0.6, "num_masks": 512.0, "step": 150}  # fmt: skip
+                    "oracle_fraction": 0.6, "num_masks": 512.0, "step": 150}
     line = report.gate_line(gate)
     assert "step 150" in line and "0.420" in line and "0.800 nats" in line and "512 masks" in line
     assert "not measured" in report.gate_line(None)
@@ -107,12 +107,12 @@ def _per_question(root, name, correct, gold):
     """A run's per-question file under root, and the scores ``runner.evaluate`` would return."""
     pairs = enumerate(zip(correct, gold, strict=True))
     records = [{"question": f"q{i}", "answers": ["a"], "prediction": "a" if c else "b",
-                "correct": c, "gold_in_top5": g} for i, (c, g) in pairs]  # fmt: skip
+                "correct": c, "gold_in_top5": g} for i, (c, g) in pairs]
     relative = f"{runner.PER_QUESTION_DIR}/{name}.mini_nq.test.jsonl"
     _write_jsonl(root / relative, records)
     n = len(records)
     return {"exact_match": 100.0 * sum(correct) / n, "recall_at_5": 100.0 * sum(gold) / n, "n": n,
-            "per_question": relative}  # fmt: skip
+            "per_question": relative}
 
 
 def test_vs_orqa_pairs_each_row_with_the_reference_by_question(tmp_path):
@@ -126,7 +126,7 @@ def test_vs_orqa_pairs_each_row_with_the_reference_by_question(tmp_path):
     references = {"mini_nq": scores["openqa_orqa_nq"]}
     rows = [Row(name, {"mini_nq": name}) for name in scores]
     diffs = {r.label: report.vs_orqa(r, {"mini_nq": scores[r.label]}, references, str(tmp_path))
-             for r in rows}  # fmt: skip
+             for r in rows}
     assert diffs["openqa_orqa_nq"] == {"mini_nq": None}  # the reference row itself: null
     same = diffs["same"]["mini_nq"]
     for key in ("em", "recall_at_5"):
@@ -138,7 +138,7 @@ def test_vs_orqa_pairs_each_row_with_the_reference_by_question(tmp_path):
     assert one_more["recall_at_5"] == {"estimate": 0.0, "ci95": [0.0, 0.0]}
     # No reference (ORQA not trained): no differences.
     assert report.vs_orqa(rows[2], {"mini_nq": scores["one_more"]}, {"mini_nq": None},
-                          str(tmp_path)) == {"mini_nq": None}  # fmt: skip
+                          str(tmp_path)) == {"mini_nq": None}
 
     # Matched by question text, not by position.
     path = tmp_path / scores["one_more"]["per_question"]
@@ -167,7 +167,7 @@ def test_pretrain_zero_shot_reads_cached_records(tmp_path):
         (tmp_path / run).mkdir()
         (tmp_path / run / runner.DONE_FILE).write_text("{}")
         records = [{"question": f"q{i}", "recall_at_5": h, "reciprocal_rank": r}
-                   for i, (h, r) in enumerate(zip(hits, ranks, strict=True))]  # fmt: skip
+                   for i, (h, r) in enumerate(zip(hits, ranks, strict=True))]
         _write_jsonl(pathlib.Path(zero_shot.records_path(str(tmp_path), run, "mini_nq")), records)
 
     cache("ict", [True, False, False, False], [1.0, 0.0, 0.0, 0.5])
@@ -185,7 +185,7 @@ def test_pretrain_zero_shot_reads_cached_records(tmp_path):
 
 def _reproduce(env, workdir):
     cmd = [sys.executable, os.path.join(REPO, "experiments", "reproduce.py"), "--scale=tiny",
-           "--datasets=mini_nq", "--max_test_questions=16", f"--workdir={workdir}"]  # fmt: skip
+           "--datasets=mini_nq", "--max_test_questions=16", f"--workdir={workdir}"]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
 
 
@@ -195,7 +195,7 @@ def test_tiny_table1_end_to_end_then_resumes(tmp_path):
                XLA_FLAGS="--xla_force_host_platform_device_count=8",
                JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")  # fmt: skip
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     first = _reproduce(env, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     record = json.loads((tmp_path / "table1.json").read_text())
@@ -225,12 +225,12 @@ def test_tiny_table1_end_to_end_then_resumes(tmp_path):
     assert hard in markdown
     assert set(record["run_seconds"]) == {
         "ict", "mlm", "realm", "openqa_bm25_nq", "openqa_orqa_nq", "openqa_realm_nq"
-    }  # fmt: skip
+    }
     png = (tmp_path / "realm_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
     # The table's REALM row is what evaluate.py reports for that run.
-    from realm_jax.train.evaluate import evaluate_run
+    from realm_jax.openqa.predict import evaluate_run
 
     direct = evaluate_run(str(tmp_path / "openqa_realm_nq"), "mini_nq", "test", max_questions=16)
     realm = record["rows"][2]["mini_nq"]

@@ -50,7 +50,7 @@ def _losses(workdir):
 
 def _pretrain_args(workdir):
     return (f"--config={CONFIGS}/realm_mini.py:tiny", f"--workdir={workdir}",
-            "--config.num_train_steps=8")  # fmt: skip
+            "--config.num_train_steps=8")
 
 
 def test_pretrain_killed_after_a_checkpoint_resumes_identically(tmp_path, env):
@@ -78,7 +78,7 @@ def test_pretrain_killed_after_a_checkpoint_resumes_identically(tmp_path, env):
     assert [s for s, _ in after] == list(range(max(saved) + 1, 9))  # from the last checkpoint
     diff = max(abs(loss - expected[s]) for s, loss in after)
     print(f"killed after checkpoint {max(saved)}; resumed steps {[s for s, _ in after]}; "
-          f"max |loss - uninterrupted| {diff:.2e}")  # fmt: skip
+          f"max |loss - uninterrupted| {diff:.2e}")
     np.testing.assert_allclose(
         [loss for _, loss in after], [expected[s] for s, _ in after], rtol=0, atol=1e-6
     )
@@ -87,11 +87,11 @@ def test_pretrain_killed_after_a_checkpoint_resumes_identically(tmp_path, env):
 def test_predict_and_evaluate_predictions_match_evaluate(tmp_path, env):
     workdir = tmp_path / "openqa"
     trained = _run(env, "finetune.py", f"--config={CONFIGS}/openqa_mini.py:tiny",
-                   f"--workdir={workdir}")  # fmt: skip
+                   f"--workdir={workdir}")
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert set(json.loads(trained.stdout.strip().splitlines()[-1])) == {
         "exact_match", "recall_at_5", "n",
-    }  # fmt: skip
+    }
     with open(NQ_TRAIN, encoding="utf-8") as f:
         rows = [json.loads(next(f)) for _ in range(6)]
     questions = tmp_path / "questions.jsonl"
@@ -99,7 +99,7 @@ def test_predict_and_evaluate_predictions_match_evaluate(tmp_path, env):
     predictions = tmp_path / "predictions.jsonl"
 
     predicted = _run(env, "predict.py", f"--checkpoint={workdir}", f"--questions={questions}",
-                     f"--output={predictions}")  # fmt: skip
+                     f"--output={predictions}")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     records = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
     assert [r["question"] for r in records] == [r["question"] for r in rows]
@@ -119,14 +119,14 @@ def test_predict_and_evaluate_predictions_match_evaluate(tmp_path, env):
     # References that the predictions match for half the questions: EM is 50 either way.
     references = tmp_path / "references.jsonl"
     answers = [[p["prediction"]] if i % 2 == 0 else r["answer"]
-               for i, (p, r) in enumerate(zip(records, rows, strict=True))]  # fmt: skip
+               for i, (p, r) in enumerate(zip(records, rows, strict=True))]
     references.write_text(
         "".join(json.dumps({"question": r["question"], "answer": a}) + "\n"
                 for r, a in zip(rows, answers, strict=True)),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     scored = _run(env, "evaluate_predictions.py", "--predictions", str(predictions),
-                  "--references", str(references))  # fmt: skip
+                  "--references", str(references))
     assert scored.returncode == 0, scored.stderr[-2000:]
     official = json.loads(scored.stdout.strip().splitlines()[-1])
 
@@ -140,13 +140,13 @@ def test_predict_and_evaluate_predictions_match_evaluate(tmp_path, env):
 def test_bad_inputs_are_one_error_line_and_exit_1(tmp_path, env):
     workdir = tmp_path / "run"
     bad = _run(env, "ict.py", f"--config={CONFIGS}/ict_mini.py:tiny", f"--workdir={workdir}",
-               "--config.model.bert=huge")  # fmt: skip
+               "--config.model.bert=huge")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("error: model.bert='huge': not base")
     assert not workdir.exists()  # nothing written
 
     missing = _run(env, "predict.py", f"--checkpoint={workdir}", "--questions=nope.jsonl",
-                   f"--output={tmp_path / 'p.jsonl'}")  # fmt: skip
+                   f"--output={tmp_path / 'p.jsonl'}")
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1] == "error: nope.jsonl: no such file"
     assert not (tmp_path / "p.jsonl").exists()

@@ -40,4 +40,4 @@ def test_stacked_rows_gather_from_both_parts():
     rows = StackedRows(main, extra)
     assert rows.shape == (5, 2) and len(rows) == 5
     np.testing.assert_array_equal(rows[np.array([[4, 0], [3, 2]])],
-                                  np.concatenate([main, extra])[[[4, 0], [3, 2]]])  # fmt: skip
+                                  np.concatenate([main, extra])[[[4, 0], [3, 2]]])

@@ -48,7 +48,7 @@ def test_embed_corpus_matches_direct_forward(num_devices, tiny_embedder, dtype):
     emb = embed(
         params, blocks, batch_size=20, max_len=40, dtype=dtype, progress=False,
         on_batch=seen.append,
-    )  # fmt: skip
+    )
     a = blocks.arrays
     ref = model.apply(params, a["input_ids"], a["input_mask"], a["token_type_ids"])
     assert emb.shape == (101, 16) and emb.dtype == np.dtype(dtype)

@@ -10,8 +10,10 @@ import json
 import os
 import time
 
+from realm_jax.index import live
 from realm_jax.index.store import IndexStore
-from realm_jax.train import defaults, indexing, loops
+from realm_jax.run import defaults
+from realm_jax.train import realm
 
 STEPS, CHECKPOINT_EVERY, STALENESS_BOUND, STEP_SECONDS = 24, 3, 15, 0.25
 
@@ -30,16 +32,16 @@ def _paced(make_step):
 
 
 def test_refresher_process_feeds_the_trainer(tmp_path, monkeypatch):
-    monkeypatch.setattr(loops, "realm_step", _paced(loops.realm_step))
+    monkeypatch.setattr(realm, "train_step", _paced(realm.train_step))
     restored = []  # towers restored from a checkpoint on the training thread (must be none)
-    monkeypatch.setattr(indexing.AsyncIndex, "_checkpoint_tower",
-                        lambda self, step: restored.append(step))  # fmt: skip
+    monkeypatch.setattr(live.AsyncIndex, "_checkpoint_tower",
+                        lambda self, step: restored.append(step))
     config = defaults.shrink_to_tiny(defaults.realm_config())
     config.num_train_steps, config.checkpoint_every_steps = STEPS, CHECKPOINT_EVERY
     config.keep_checkpoints = 3
     config.index.mode, config.index.refresher, config.index.poll_seconds = "async", "process", 0.05
     config.eval.recall_questions = ""
-    loops.train_realm(config, str(tmp_path))
+    realm.train_and_evaluate(config, str(tmp_path))
 
     with open(tmp_path / "metrics.jsonl", encoding="utf-8") as f:
         history = [r for r in map(json.loads, f) if r["split"] == "train"]
@@ -47,15 +49,15 @@ def test_refresher_process_feeds_the_trainer(tmp_path, monkeypatch):
     print("\nstep index_step staleness index_ms step_s loss")
     for r in history:
         print(f"{r['step']:4d} {r['index_step']:10.0f} {r['staleness']:9.0f} "
-              f"{r['index_ms']:8.3f} {r['seconds_per_step']:6.2f} {r['loss']:.3f}")  # fmt: skip
+              f"{r['index_ms']:8.3f} {r['seconds_per_step']:6.2f} {r['loss']:.3f}")
     index_steps = [int(r["index_step"]) for r in history]
     swaps = [(r["step"], s) for i, (r, s) in enumerate(zip(history, index_steps, strict=True))
-             if i == 0 or s != index_steps[i - 1]]  # fmt: skip
+             if i == 0 or s != index_steps[i - 1]]
     staleness = [r["staleness"] for r in history]
     waits = [r["index_ms"] for r in history]
     final = IndexStore(str(tmp_path / "index")).latest_step()
     print(f"swaps (train step, index step) {swaps}; max staleness {max(staleness):.0f} "
-          f"(bound {STALENESS_BOUND}); max wait {max(waits):.3f} ms; final {final}")  # fmt: skip
+          f"(bound {STALENESS_BOUND}); max wait {max(waits):.3f} ms; final {final}")
     assert len(swaps) - 1 >= 3, swaps  # at least three refreshes reached the trainer mid-run
     assert index_steps == sorted(index_steps)  # only ever newer indexes
     assert all(s % CHECKPOINT_EVERY == 0 for s in index_steps)  # each one a saved checkpoint's

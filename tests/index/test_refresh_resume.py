@@ -1,4 +1,4 @@
-"""Issue 9: a refresher SIGKILLed half-way through its embedding pass resumes from the shards on
+"""A refresher SIGKILLed half-way through its embedding pass resumes from the shards on
 disk and publishes embeddings bit-identical to an uninterrupted pass (the 500k-block run is
 ``experiments/benchmarks/refresh_resume.py``, recorded in RESULTS.md)."""
 

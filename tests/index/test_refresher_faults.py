@@ -22,8 +22,9 @@ from realm_jax.index.embed import ArrayBlocks, embed_corpus
 from realm_jax.index.store import IndexStore
 from realm_jax.index.watcher import IndexWatcher
 from realm_jax.models.bert import tiny_config
-from realm_jax.train.checkpoint import EmbedderSpec, mark_done, save_checkpoint
-from realm_jax.train.state import TrainState, bert_adamw
+from realm_jax.models.realm import EmbedderSpec
+from realm_jax.run.checkpoints import mark_done, save_checkpoint
+from realm_jax.run.state import TrainState, bert_adamw
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "refresh.py")
 N_BLOCKS, LEN = 9000, 32  # >= 8192 blocks: ScaNN builds a real tree, so "build" takes time
@@ -31,7 +32,7 @@ N_BLOCKS, LEN = 9000, 32  # >= 8192 blocks: ScaNN builds a real tree, so "build"
 TARGETS = [("embed", 0.3), ("build", 0.03), ("publish:embeddings", 0.005),
            ("publish:searcher", 0.005), ("build", 0.06), ("publish:fsync", 0.01),
            ("publish:rename", 0.002), ("publish:latest", 0.002), ("publish:prune", 0.002),
-           ("embed", 0.6)]  # fmt: skip
+           ("embed", 0.6)]
 SPEC = EmbedderSpec(tiny_config().replace(vocab_size=500), proj_size=16)
 
 
@@ -60,7 +61,7 @@ class Child:
     def __init__(self, ckpt, index, blocks, env, log):
         cmd = [sys.executable, SCRIPT, f"--checkpoint_dir={ckpt}", f"--index_dir={index}",
                f"--blocks={blocks}", "--batch_size=512", f"--max_len={LEN}",
-               "--poll_seconds=0.05", "--noprogress"]  # fmt: skip
+               "--poll_seconds=0.05", "--noprogress"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
         self.lines = queue.Queue()
         self.last = None
@@ -98,7 +99,7 @@ def test_sigkill_never_exposes_a_half_written_index(tmp_path, warnings_seen):
     # Two devices are enough for the child (pmap still spans several); compilations are cached.
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
                JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax_cache"),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")  # fmt: skip
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     store = IndexStore(str(index))
     watcher = IndexWatcher(store, poll_seconds=0.01).start()  # reads all through the kills
     rng = random.Random(0)

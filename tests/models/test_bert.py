@@ -11,7 +11,7 @@ from realm_jax.models.bert import (
     attention_batch_chunk,
     attention_bias,
 )
-from realm_jax.train.parallel import replicate, shard, unshard
+from realm_jax.utils.devices import replicate, shard, unshard
 
 
 def _batch(tokenizer, texts, max_len=24):

@@ -14,7 +14,7 @@ RECORD = {
     "rows": [{"label": "REALM", "mini_nq": {"em": 8.8, "per_question": "/a/p.jsonl"},
               "vs_orqa": {"mini_nq": {"em": {"estimate": -1.7, "ci95": [-4.3, 0.9]}}}}],
     "gate": {"mlm_accuracy": 18.0, "seconds": 3.0},
-}  # fmt: skip
+}
 
 
 def _write(root, record, lines):
@@ -50,15 +50,15 @@ def test_a_rerun_is_compared_figure_by_figure_and_question_by_question(tmp_path)
         ("per_question/r.jsonl", "1 of 2 questions differ, first at line 2")]
 
     script = [os.path.join(REPO, "experiments", "compare_reproductions.py"),
-              f"--first={tmp_path / 'a'}"]  # fmt: skip
+              f"--first={tmp_path / 'a'}"]
     same = subprocess.run([sys.executable, *script, f"--second={tmp_path / 'b'}"],
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True)
     assert same.returncode == 0, same.stderr
     assert json.loads(same.stdout.splitlines()[-1]) == {"identical": True, "items": 2,
-                                                        "different": []}  # fmt: skip
+                                                        "different": []}
     differ = subprocess.run([sys.executable, *script, f"--second={tmp_path / 'c'}"],
-                            capture_output=True, text=True)  # fmt: skip
+                            capture_output=True, text=True)
     assert differ.returncode == 1 and '"identical": false' in differ.stdout
     missing = subprocess.run([sys.executable, *script, f"--second={tmp_path / 'none'}"],
-                             capture_output=True, text=True)  # fmt: skip
+                             capture_output=True, text=True)
     assert missing.returncode == 2 and "table1.json: not found" in missing.stderr

@@ -21,7 +21,7 @@ def test_question_records_score_recall_and_the_gold_passage_rank():
         [1, 3, 4, 0, -1, -1],  # gold passage first at rank 3 (block 4); "paris" in the top 5
         [2, 0, 1, 3, 4, -1],  # rank 1
         [0, 1, 2, 3, 4, -1],  # passage 99 retrieved nowhere; no "none" in any block
-    ])  # fmt: skip
+    ])
     records = zero_shot.question_records(rows, ranked, texts.__getitem__, passages)
     assert [r["question"] for r in records] == [r["question"] for r in rows]
     assert [r["recall_at_5"] for r in records] == [True, True, False]
@@ -29,7 +29,7 @@ def test_question_records_score_recall_and_the_gold_passage_rank():
     np.testing.assert_allclose([r["reciprocal_rank"] for r in records], [1 / 3, 1.0, 0.0])
     # Only the top 5 count for recall: the answer's block at rank 6 does not.
     late = zero_shot.question_records(rows[:1], np.array([[1, 3, 2, 1, 3, 0]]), texts.__getitem__,
-                                      passages)  # fmt: skip
+                                      passages)
     assert not late[0]["recall_at_5"] and late[0]["gold_rank"] == 6
 
 
@@ -39,7 +39,7 @@ def test_block_passages():
 
 def _records(prefix, hits, ranks):
     return [{"question": f"{prefix}{i}", "recall_at_5": h, "reciprocal_rank": r}
-            for i, (h, r) in enumerate(zip(hits, ranks, strict=True))]  # fmt: skip
+            for i, (h, r) in enumerate(zip(hits, ranks, strict=True))]
 
 
 def test_summarize_pools_the_sets_and_signs_the_change():
@@ -55,7 +55,7 @@ def test_summarize_pools_the_sets_and_signs_the_change():
     assert set(out) == {"start", "realm", "change", "n_questions", "per_set"}
     # Pooled = the concatenation of the sets' records.
     pooled = zero_shot.summarize({"all": start["mini_nq"] + start["mini_squad"]},
-                                 {"all": after["mini_nq"] + after["mini_squad"]})  # fmt: skip
+                                 {"all": after["mini_nq"] + after["mini_squad"]})
     assert {k: out[k] for k in ("start", "realm", "change", "n_questions")} == {
         k: pooled[k] for k in ("start", "realm", "change", "n_questions")
     }

@@ -26,15 +26,15 @@ import numpy as np  # noqa: E402
 
 
 def main(process_id: int, port: int, directory: str) -> None:
-    from realm_jax.train.distributed import initialize
+    from realm_jax.utils.devices import initialize
 
     logging.basicConfig(level=logging.INFO)  # as experiments/refresh.py; then 0's alone
     initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
+    from realm_jax.data.input_pipeline import process_rows
     from realm_jax.index.refresher import RefreshConfig, Refresher
-    from realm_jax.train.checkpoint import Checkpoints
-    from realm_jax.train.input_pipeline import process_rows
-    from realm_jax.train.parallel import shard, sync
-    from realm_jax.train.state import TrainState, bert_adamw
+    from realm_jax.run.checkpoints import Checkpoints
+    from realm_jax.run.state import TrainState, bert_adamw
+    from realm_jax.utils.devices import shard, sync
 
     rows = process_rows(8)  # this process's rows of the global batch
     global_batch = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
@@ -54,7 +54,7 @@ def main(process_id: int, port: int, directory: str) -> None:
         os.path.join(directory, "ckpt"), os.path.join(directory, "index"),
         os.path.join(directory, "blocks.npz"), batch_size=64, max_len=32, poll_seconds=0.05,
         progress=False, shard_rows=500,
-    )  # fmt: skip
+    )
     refresher = Refresher(config, on_phase=lambda p, s: p == "embed:shard" and shards.append(s))
     published = refresher.run()
 
@@ -64,7 +64,7 @@ def main(process_id: int, port: int, directory: str) -> None:
     if jax.process_index() == 0:
         alone = dataclasses.replace(config, index_dir=os.path.join(directory, "index_solo"))
         Refresher(alone, on_phase=lambda p, s: p == "embed:shard" and solo.append(s),
-                  distributed=False).run()  # fmt: skip
+                  distributed=False).run()
     sync("worker:solo_refresh")
     print(json.dumps({
         "process": jax.process_index(), "processes": jax.process_count(),
@@ -72,7 +72,7 @@ def main(process_id: int, port: int, directory: str) -> None:
         "rows": [rows.start, rows.stop], "psum": np.asarray(total)[0].tolist(),
         "checkpoint_restored": bool(same), "published": published, "shards_embedded": len(shards),
         "solo_shards": len(solo),
-    }))  # fmt: skip
+    }))
     jax.distributed.shutdown()
 
 

@@ -7,8 +7,9 @@ import os
 import jax
 import numpy as np
 
-from realm_jax.train import defaults, loops, model_setup
-from realm_jax.train.loop import METRICS_FILE
+from realm_jax.run import defaults, model_setup
+from realm_jax.run.files import METRICS_FILE
+from realm_jax.train import ict
 
 
 def _ict_run(root) -> tuple[list, dict]:
@@ -17,7 +18,7 @@ def _ict_run(root) -> tuple[list, dict]:
     config.num_train_steps, config.model.num_hidden_layers = 3, 1  # one layer: half the compile
     config.index.publish_final = False
     workdir = os.path.join(root, "run")
-    loops.train_ict(config, workdir)
+    ict.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
         losses = [(r["step"], r["loss"]) for r in map(json.loads, f) if r["split"] == "train"]
     _, params, step = model_setup.restore_run_params(workdir)

@@ -15,8 +15,9 @@ import numpy as np
 from realm_jax.index.embed import ArrayBlocks, embed_corpus
 from realm_jax.index.store import IndexStore
 from realm_jax.models.bert import tiny_config
-from realm_jax.train.checkpoint import EmbedderSpec, mark_done, save_checkpoint
-from realm_jax.train.state import TrainState, bert_adamw
+from realm_jax.models.realm import EmbedderSpec
+from realm_jax.run.checkpoints import mark_done, save_checkpoint
+from realm_jax.run.state import TrainState, bert_adamw
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_worker.py")
@@ -53,7 +54,7 @@ def test_two_processes_split_batch_checkpoint_and_refresh(tmp_path):
         subprocess.Popen([sys.executable, WORKER, str(i), str(port), str(tmp_path)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)
-    ]  # fmt: skip
+    ]
     results, logs = [], []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -62,7 +63,7 @@ def test_two_processes_split_batch_checkpoint_and_refresh(tmp_path):
         logs.append(err)
     assert [r["process"] for r in results] == [0, 1]
     assert all(r["processes"] == 2 and r["devices"] == 4 and r["local_devices"] == 2
-               for r in results)  # fmt: skip
+               for r in results)
     assert [r["rows"] for r in results] == [[0, 4], [4, 8]]  # disjoint shares, in order
     expected = np.arange(24, dtype=np.float32).reshape(8, 3).sum(0).tolist()
     assert all(r["psum"] == expected for r in results)  # every device sees the global sum
@@ -87,4 +88,4 @@ def test_two_processes_split_batch_checkpoint_and_refresh(tmp_path):
     assert not info and "Connecting" in logs[1], logs[1][-2000:]
     print(f"2 processes x 2 devices: rows {[r['rows'] for r in results]}, psum {expected}, "
           f"shards {[r['shards_embedded'] for r in results]}, index {loaded.step} "
-          f"{loaded.block_emb.shape}")  # fmt: skip
+          f"{loaded.block_emb.shape}")

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from realm_jax.index.store import IndexStore
-from realm_jax.train.checkpoint import Checkpoints
+from realm_jax.run.checkpoints import Checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(REPO, "experiments", "configs", "ict_mini.py") + ":tiny"
@@ -29,10 +29,10 @@ def _two_processes(workdir):
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     args = [f"--workdir={workdir}", "--distributed", f"--coordinator_address=localhost:{port}",
-            "--num_processes=2"]  # fmt: skip
+            "--num_processes=2"]
     procs = [subprocess.Popen([*ICT, *args, f"--process_id={i}"], env=_env(2), text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for i in range(2)]  # fmt: skip
+             for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
@@ -51,7 +51,7 @@ def _close(a, b):  # float32 sums reduced across 2 processes vs within 1 (other 
 def test_two_process_ict_equals_one_process(tmp_path):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     single = subprocess.run([*ICT, f"--workdir={one}"], env=_env(4), text=True,
-                            capture_output=True, timeout=600)  # fmt: skip
+                            capture_output=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     (out0, _), (out1, _) = _two_processes(two)
 
@@ -70,7 +70,7 @@ def test_two_process_ict_equals_one_process(tmp_path):
 
     # The checkpoint both processes saved (orbax) and the final index process 0 published.
     c1, c2 = Checkpoints(os.path.join(one, "checkpoints"), read_only=True), Checkpoints(
-        os.path.join(two, "checkpoints"), read_only=True)  # fmt: skip
+        os.path.join(two, "checkpoints"), read_only=True)
     assert c1.all_steps() == c2.all_steps() and c2.latest_step() == 4
     p1, p2 = c1.restore_embedder_params(4), c2.restore_embedder_params(4)
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):

