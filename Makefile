@@ -1,6 +1,7 @@
 # Set-up and checks. `make test` builds .venv from requirements.txt (exact pins) when it is missing or
-# requirements.txt changed, then runs the tests on CPU with 8 simulated devices (2 pytest-xdist
-# workers: the 2 cores are otherwise idle while a test compiles or waits on a subprocess).
+# requirements.txt or setup.cfg changed, then runs the tests on CPU with 8 simulated devices (2
+# pytest-xdist workers: the 2 cores are otherwise idle while a test compiles or waits on a
+# subprocess; --dist loadgroup keeps the tiny stage chain of tests/train on one worker).
 PYTHON ?= python3.11
 VENV ?= .venv
 STAMP := $(VENV)/.installed
@@ -25,7 +26,7 @@ $(STAMP): requirements.txt setup.cfg  # setup.cfg: the package and its entry poi
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache  # the import layers in setup.cfg
-	$(VENV)/bin/python -m pytest -q -n 2 --durations=15 tests
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
 
 # The paper's tables at CPU scale (experiments/reproduce.py); one device, so XLA gets both cores.
 # Rerunning resumes: finished runs under runs/reproduce are skipped.

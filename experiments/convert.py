@@ -21,7 +21,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from realm_jax.convert.released import convert_released
+from realm_jax.convert.released_run import convert_released
 from realm_jax.data.tokenization import shared_tokenizer
 from realm_jax.errors import USER_ERRORS
 from realm_jax.train.launch import describe, quiet_logs

@@ -145,7 +145,7 @@ def test_read_references_keeps_last_duplicate_and_checks_types(tmp_path):
 
 
 def test_pipeline_scores_are_the_per_question_means_and_match_orqa_em():
-    from realm_jax.openqa.pipeline import per_question_scores, score_predictions
+    from realm_jax.openqa.answerer import per_question_scores, score_predictions
 
     rows = [
         {"question": "q1", "answers": ["Paris"]},

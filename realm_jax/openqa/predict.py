@@ -12,7 +12,7 @@ import numpy as np
 
 from realm_jax.data.questions import REGEX_CONFIGS, read_questions
 from realm_jax.errors import ConfigError, JsonlError
-from realm_jax.openqa.pipeline import load_openqa_run, per_question_scores, score_predictions
+from realm_jax.openqa.answerer import load_openqa_run, per_question_scores, score_predictions
 from realm_jax.utils.jsonl import iter_jsonl, write_jsonl
 
 

@@ -126,7 +126,7 @@ def evaluate(
 
     Cached: ``<root>/eval/<name>.<dataset>.<split>[-sample<n>].json`` holds the scores and
     ``<root>/per_question/`` the same name with ``.jsonl`` one record per question (see
-    ``openqa.pipeline.per_question_scores``); ``per_question`` is that file's path under root.
+    ``openqa.answerer.per_question_scores``); ``per_question`` is that file's path under root.
     """
 
     stem = f"{name}.{dataset}.{split}" + (f"-sample{max_questions}" if max_questions else "")

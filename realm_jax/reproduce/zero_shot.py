@@ -24,7 +24,7 @@ from realm_jax.index.live import load_snapshot
 from realm_jax.index.published import run_query_tower
 from realm_jax.index.store import IndexStore
 from realm_jax.models.realm import EmbedderSpec, QueryEncoder
-from realm_jax.openqa.pipeline import question_ids
+from realm_jax.openqa.answerer import question_ids
 from realm_jax.reproduce import runner, stats
 from realm_jax.reproduce.plan import DATASETS
 from realm_jax.run.files import INDEX_DIR, read_run_config

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from realm_jax.data.tokenization import shared_tokenizer
 from realm_jax.errors import QuestionError
 from realm_jax.index.corpus_edit import apply_edit, check_records, reindex
-from realm_jax.openqa.pipeline import load_openqa_run
+from realm_jax.openqa.answerer import load_openqa_run
 from realm_jax.openqa.predict import read_question_file
 from realm_jax.utils.jsonl import write_jsonl
 

@@ -4,7 +4,7 @@ and a span reader over the retrieved beam.
 The loss is ORQA's: the retriever's and the reader's marginal log-losses over the blocks and spans
 that hold an answer (``losses.openqa_loss``). The index is built once from the starting document
 tower (or copied from the run it starts from) and never refreshed; dev evaluation answers the dev
-questions end to end (``openqa/pipeline.Answerer``) and scores exact match.
+questions end to end (``openqa/answerer.Answerer``) and scores exact match.
 
 Batch keys: question_ids, question_mask [B, Lq]; beam_emb [B, beam, D]; beam_valid, beam_correct
 [B, beam]; reader_ids, reader_mask, reader_type_ids, reader_block_mask [B, R, Lr]; gold_starts,
@@ -22,7 +22,7 @@ from realm_jax.errors import ConfigError
 from realm_jax.index.live import SyncIndex
 from realm_jax.index.published import source_index
 from realm_jax.models.realm import OpenQAModel
-from realm_jax.openqa.pipeline import Answerer, openqa_data, score_predictions
+from realm_jax.openqa.answerer import Answerer, openqa_data, score_predictions
 from realm_jax.run.config import resolve_config
 from realm_jax.run.files import RunDir
 from realm_jax.run.model_setup import create_state

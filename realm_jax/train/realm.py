@@ -30,7 +30,7 @@ from realm_jax.evaluation import has_answer
 from realm_jax.index.live import Snapshot, make_index
 from realm_jax.index.published import source_index
 from realm_jax.models.realm import QueryEncoder, RealmPretrainModel, query_tower
-from realm_jax.openqa.pipeline import question_ids
+from realm_jax.openqa.answerer import question_ids
 from realm_jax.run.checkpoints import mark_done
 from realm_jax.run.config import resolve_config
 from realm_jax.run.files import RunDir

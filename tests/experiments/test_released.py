@@ -151,7 +151,7 @@ def test_bad_release_fails_in_one_line_and_writes_nothing(release, tmp_path):
 
 def test_released_realm_run_feeds_finetuning(release, tmp_path):
     """cc_news_pretrained -> a REALM run whose params and index fine-tuning starts from."""
-    from realm_jax.convert.released import convert_released
+    from realm_jax.convert.released_run import convert_released
     from realm_jax.data.tokenization import shared_tokenizer
     from realm_jax.index.published import source_index
 
@@ -177,14 +177,14 @@ def test_hf_port_openqa_checkpoint_and_block_records(release, tmp_path, monkeypa
     import torch
     from transformers.models.deprecated.realm import configuration_realm, modeling_realm
 
-    from realm_jax.convert import released
-    from realm_jax.convert.released import convert_released
+    from realm_jax.convert import released_run
+    from realm_jax.convert.released_run import convert_released
     from realm_jax.data.tokenization import shared_tokenizer
-    from realm_jax.openqa.pipeline import load_openqa_run
+    from realm_jax.openqa.answerer import load_openqa_run
 
     reads = []  # the state dict gives both the params and block_emb: read once
-    read = released.load_state_dict
-    monkeypatch.setattr(released, "load_state_dict", lambda p: reads.append(p) or read(p))
+    read = released_run.load_state_dict
+    monkeypatch.setattr(released_run, "load_state_dict", lambda p: reads.append(p) or read(p))
 
     texts = [p.encode() for p in ("Paris is the capital of France.", "The Nile is long.") * 5]
     hf_cfg = configuration_realm.RealmConfig(

@@ -5,7 +5,7 @@ import pytest
 
 from realm_jax.data import input_pipeline
 from realm_jax.index.bm25 import BM25Searcher
-from realm_jax.openqa.pipeline import BM25Retriever, OpenQAData
+from realm_jax.openqa.answerer import BM25Retriever, OpenQAData
 from realm_jax.run import defaults
 
 

@@ -16,7 +16,7 @@ from realm_jax.data.tokenization import Tokenizer
 from realm_jax.index import corpus_edit
 from realm_jax.index.store import IndexStore
 from realm_jax.models.retriever import Embedder
-from realm_jax.openqa.pipeline import question_ids
+from realm_jax.openqa.answerer import question_ids
 from realm_jax.run.files import read_run_config
 from realm_jax.run.model_setup import realm_config, restore_run_params
 from realm_jax.serve.cli import main

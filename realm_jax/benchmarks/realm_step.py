@@ -165,7 +165,7 @@ def train_step_main(
             [f"torch port (RealmScorer + RealmKnowledgeAugEncoder, {threads} threads)",
              torch_s, 1 / torch_s, 1.0]]
     print(format_table(["implementation", "s/step", "steps/s", "x torch"], rows))
-    result = {"benchmark": "train_step", "jax_steps_per_s": 1 / jax_s,
+    result = {"benchmark": "realm_step", "jax_steps_per_s": 1 / jax_s,
               "torch_steps_per_s": 1 / torch_s, "ratio": torch_s / jax_s}
     print(json_line(result))
     return result

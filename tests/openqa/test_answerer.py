@@ -6,7 +6,7 @@ Tolerance 1e-5: jitted and eager float32 differ by XLA's fusion order only (~1e-
 import jax
 import numpy as np
 
-from realm_jax.openqa.pipeline import make_openqa_predict
+from realm_jax.openqa.answerer import make_openqa_predict
 
 
 def test_openqa_predict_is_the_best_valid_span(step_config, make_batch, init_model):

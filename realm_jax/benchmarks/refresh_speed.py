@@ -119,7 +119,7 @@ def refresh_main(
     print(format_table(["path", "blocks/s", "x bare (bucketed)"], rows))
     print(f"median of per-round ratios (pipeline / bare): {ratio:.3f}")
     result = {
-        "benchmark": "refresh",
+        "benchmark": "refresh_speed",
         "model": model,
         "num_blocks": n,
         "bare_blocks_per_s": n / bare,

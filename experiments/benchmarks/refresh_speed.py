@@ -4,7 +4,7 @@ The first ``--num_passages`` passages of the packaged mini corpus, packed into b
 encoder is the refresher's own pmapped document tower run over the same length-bucketed batches,
 pre-staged on the device (no host work), so the ratio is the pipeline's overhead:
 
-  XLA_FLAGS= .venv/bin/python experiments/benchmarks/refresh.py   # ~6 min on 2 cores
+  XLA_FLAGS= .venv/bin/python experiments/benchmarks/refresh_speed.py   # ~6 min on 2 cores
 
 Goal: pipeline >= 0.9x the bare encoder. Last line: {"benchmark": "refresh", ...,
 "bare_blocks_per_s": ..., "pipeline_blocks_per_s": ..., "ratio": ...}.
@@ -19,7 +19,7 @@ os.environ.setdefault("USE_TF", "0")
 
 from absl import app, flags  # noqa: E402
 
-from realm_jax.benchmarks.refresh import refresh_main  # noqa: E402
+from realm_jax.benchmarks.refresh_speed import refresh_main  # noqa: E402
 
 flags.DEFINE_enum(
     "model", "minilm", ["minilm", "tiny"], "Document tower: all-MiniLM-L6-v2 or tiny."
