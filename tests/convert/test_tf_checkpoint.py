@@ -13,14 +13,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from test_hf_realm import PARITY, VOCAB, _inputs, _reader_inputs, _t, assert_parity, check_openqa
-from tf_artifacts import (
-    artifact_shapes,
-    random_values,
-    save_tf_checkpoint,
-    write_artifact,
-    write_block_emb,
-)
 from transformers.models.deprecated.realm import configuration_realm, modeling_realm
 
 from realm_jax.convert.hf_realm import realm_config_from_hf
@@ -28,6 +20,22 @@ from realm_jax.convert.tf_checkpoint import TFVariables, load_block_emb, load_tf
 from realm_jax.errors import ConversionError
 from realm_jax.models.reader import KnowledgeAugEncoder, SpanReader
 from realm_jax.models.retriever import Embedder
+from tests.convert.test_hf_realm import (
+    PARITY,
+    VOCAB,
+    _inputs,
+    _reader_inputs,
+    _t,
+    assert_parity,
+    check_openqa,
+)
+from tests.convert.tf_artifacts import (
+    artifact_shapes,
+    random_values,
+    save_tf_checkpoint,
+    write_artifact,
+    write_block_emb,
+)
 
 DIMS = dict(vocab=VOCAB, hidden=32, layers=2, inter=64, positions=512, proj=16, span=12)
 HF_CLASSES = {

@@ -22,9 +22,7 @@ from realm_jax.index.scann_searcher import ScannParams, ScannSearcher
 from realm_jax.index.searcher import numpy_top_k, recall_at_k
 from realm_jax.run.model_setup import restore_run_params
 from realm_jax.utils.jsonl import iter_jsonl
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "convert"))
-from tf_artifacts import (  # noqa: E402
+from tests.convert.tf_artifacts import (
     write_artifact,
     write_block_emb,
     write_tfrecord_strings,
