@@ -33,7 +33,6 @@ def _corpus(path: str, num_passages: int) -> list[dict]:
 def corpus_edit_main(num_passages: int, sizes: tuple[int, ...]) -> dict:
     import importlib.util
 
-
     print(f"machine: {machine_info()}")
     root = tempfile.mkdtemp(prefix="corpus_edit_bench.")
     docs = _corpus(os.path.join(root, "corpus.jsonl"), num_passages)

@@ -140,7 +140,6 @@ def train_step_main(
     """Times both steps, prints a table and the JSON line; returns it."""
     from transformers.models.deprecated.realm import configuration_realm
 
-
     bert = BertConfig.from_json_file(f"{minilm_dir()}/config.json")
     hf_cfg = configuration_realm.RealmConfig(
         vocab_size=bert.vocab_size, hidden_size=bert.hidden_size,

@@ -161,7 +161,6 @@ def _expected_shapes(cfg: BertConfig) -> dict[tuple[str, ...], tuple[int, ...]]:
     import jax
     import jax.numpy as jnp
 
-
     def init():
         ids = jnp.zeros((1, 8), jnp.int32)
         return BertModel(cfg).init(jax.random.PRNGKey(0), ids, ids)["params"]

@@ -133,7 +133,6 @@ def expected_shapes(cfg: RealmConfig, kind: str) -> dict[tuple[str, ...], tuple[
     import jax
     import jax.numpy as jnp
 
-
     ids = jnp.zeros((1, 8), jnp.int32)
     seq = jnp.zeros((1, 1, 8), jnp.int32)
     model, args = {

@@ -267,12 +267,12 @@ def reindex(workdir: str, config: ConfigDict, params: dict, progress: bool = Tru
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     tower = jax.device_get(embedder_params(params))
     emb = embed_blocks(spec, tower, view, config.index, view.max_len, progress)
-    store = IndexStore(os.path.join(workdir, SERVING_DIR, "index"), keep=config.index.keep)
+    store = IndexStore(os.path.join(workdir, SERVING_DIR, INDEX_DIR), keep=config.index.keep)
     step = (store.latest_step() or 0) + 1
     save_tower(store.root, step, tower)
     store.publish(step, emb, build_searcher(config.index.searcher, emb))
     version, tmp = _next_version(workdir)
-    index = {"dir": os.path.join(SERVING_DIR, "index"), "step": step, "rows": len(emb)}
+    index = {"dir": os.path.join(SERVING_DIR, INDEX_DIR), "step": step, "rows": len(emb)}
     write_array(os.path.join(tmp, "extra_emb.npy"), np.zeros((0, emb.shape[1]), np.float32))
     write_array(os.path.join(tmp, "dead.npy"), np.asarray(dead, np.int64))
     _publish(workdir, version, tmp, dict(meta, version=version, index=index, op="index"))

@@ -23,6 +23,7 @@ import textwrap
 
 from realm_jax.errors import USER_ERRORS
 from realm_jax.index.corpus_edit import read_edit_file
+from realm_jax.run.files import RunDir
 from realm_jax.serve.api import RealmQA
 
 BOLD_YELLOW, RESET = "\033[1;33m", "\033[0m"
@@ -79,7 +80,6 @@ def format_prediction(p: dict, color: bool) -> str:
 
 
 def _ask(args, qa) -> int:
-
     if args.questions:
         n = qa.ask_file(args.questions, args.output)
         print(f"{n} predictions written to {args.output}")
@@ -91,8 +91,7 @@ def _ask(args, qa) -> int:
 
 
 def _run(args) -> int:
-
-    if not os.path.isfile(os.path.join(args.workdir, "config.json")):
+    if not RunDir(args.workdir).is_run():
         raise FileNotFoundError(f"{args.workdir}: not a run directory (no config.json)")
     if args.command == "corpus":
 
