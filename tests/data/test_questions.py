@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from realm_jax.data import questions
+from realm_jax.data import questions, tfds_questions
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -19,7 +19,7 @@ def openqa_data_dir(tmp_path_factory) -> str:
     """Prepares every config once per session (the TF import dominates; each config is ~0.2 s)."""
     data_dir = str(tmp_path_factory.mktemp("tfds"))
     for config in questions.CONFIGS:
-        questions.openqa_builder(config, data_dir)
+        tfds_questions.openqa_builder(config, data_dir)
     return data_dir
 
 
@@ -64,9 +64,17 @@ def test_read_questions_does_not_import_tensorflow():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+def test_training_and_serving_do_not_import_tensorflow_datasets():
+    code = (
+        "import sys; import realm_jax.train.realm, realm_jax.train.openqa, realm_jax.serve.cli; "
+        "assert 'tensorflow_datasets' not in sys.modules, 'tensorflow_datasets was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
 def test_tfds_split_sizes(openqa_data_dir):
     for config in questions.CONFIGS:
-        builder = questions.openqa_builder(config, openqa_data_dir)  # reuses the preparation
+        builder = tfds_questions.openqa_builder(config, openqa_data_dir)  # reuses the preparation
         sizes = {name: split.num_examples for name, split in builder.info.splits.items()}
         assert sizes == questions.SPLIT_SIZES[config], config
 
@@ -79,7 +87,7 @@ def test_tfds_load_offline_matches_plain_rows(openqa_data_dir):
             f"realm_openqa/{config}", split=split, data_dir=openqa_data_dir, download=False
         )
         assert _as_rows(dataset) == questions.read_questions(config, split)
-    rows = _as_rows(questions.load_openqa("nq", "test", openqa_data_dir).take(2))
+    rows = _as_rows(tfds_questions.load_openqa("nq", "test", openqa_data_dir).take(2))
     assert rows == questions.read_questions("nq", "test")[:2]
 
 
