@@ -37,7 +37,6 @@ def mini_block_store(directory: str, num_passages: int, max_len: int) -> BlockSt
 def embedder_and_params(model: str) -> tuple[EmbedderSpec, dict]:
     """all-MiniLM-L6-v2 (real weights, new 384 -> 128 projection) or the tiny test BERT."""
     if model == "minilm":
-
         bert_cfg, bert_params = load_hf_bert(minilm_dir())
     else:
         bert_cfg, bert_params = tiny_config(), None

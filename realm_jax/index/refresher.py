@@ -77,7 +77,6 @@ class RefreshConfig:
 def load_blocks(path: str) -> BlockSource:
     """A block store directory (``data.blocks.BlockStore``) or an .npz of token arrays [N, L]."""
     if os.path.isdir(path):
-
         return BlockStore(path)
     if path.endswith(".npz") and os.path.isfile(path):
         with np.load(path) as z:
@@ -89,10 +88,8 @@ def load_blocks(path: str) -> BlockSource:
 def build_searcher(kind: str, block_emb: np.ndarray) -> Searcher:
     """A searcher of ``kind`` over block_emb [N, D] (ScaNN measures its recall while building)."""
     if kind == "scann":
-
         return ScannSearcher.build(block_emb)
     if kind == "exact":
-
         return ExactSearcher(block_emb)
     raise ValueError(f"searcher {kind!r}: expected 'scann' or 'exact'")
 

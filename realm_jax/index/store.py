@@ -242,10 +242,8 @@ class IndexStore:
 def load_searcher(kind: str, directory: str, block_emb: np.ndarray, options: dict) -> Searcher:
     """The saved searcher of ``kind`` ("exact" or "scann") over block_emb."""
     if kind == "exact":
-
         return ExactSearcher.load(directory, block_emb, **options)
     if kind == "scann":
-
         return ScannSearcher.load(directory, block_emb)
     raise IndexCorrupt(f"{directory}: unknown searcher kind {kind!r}")
 

@@ -129,6 +129,16 @@ class Checkpoints:
         )
         return embedder_params(out["params"])
 
+    def restore_params(self, step: int) -> dict:
+        """The model parameters of ``step`` as numpy arrays (the optimiser state is not read)."""
+        params_meta = self._manager.item_metadata(step).tree["params"]
+        item = {"params": jax.tree.map(lambda _: 0, params_meta)}
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+        out = self._manager.restore(
+            step, args=ocp.args.PyTreeRestore(item, restore_args=restore_args, partial_restore=True)
+        )
+        return out["params"]
+
     def restore_state(self, step: int, template: TrainState) -> TrainState:
         """The full train state of ``step``, shaped like ``template`` (to resume training)."""
         tree = {"step": template.step, "params": template.params, "opt_state": template.opt_state}

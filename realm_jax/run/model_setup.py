@@ -8,6 +8,7 @@ parameters (BERT weights, earlier stages) are ``train/init.py``'s.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from realm_jax.assets import minilm_dir
-from realm_jax.errors import ConfigError
+from realm_jax.errors import CheckpointError, ConfigError
 from realm_jax.models.bert import BertConfig, tiny_config
 from realm_jax.models.realm import (
     EncoderMlmModel,
@@ -27,10 +28,11 @@ from realm_jax.models.realm import (
     RealmPretrainModel,
 )
 from realm_jax.models.retriever import Retriever
-from realm_jax.run.checkpoints import Checkpoints
-from realm_jax.run.files import CHECKPOINT_DIR, read_run_config
+from realm_jax.run.checkpoints import RESTORE_ERRORS, Checkpoints
+from realm_jax.run.files import CHECKPOINT_DIR, RunDir, read_run_config
 from realm_jax.run.state import TrainState, bert_adamw, lr_scale_predicate, trainable_predicate
 
+log = logging.getLogger(__name__)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -41,7 +43,6 @@ def bert_config(model: ConfigDict) -> BertConfig:
     elif model.bert == "tiny":
         cfg = tiny_config()
     elif model.bert == "minilm":
-
         cfg = BertConfig.from_json_file(os.path.join(minilm_dir(), "config.json"))
     elif os.path.isfile(os.path.join(model.bert, "config.json")):
         cfg = BertConfig.from_json_file(os.path.join(model.bert, "config.json"))
@@ -152,6 +153,31 @@ def get_subtree(params: dict, path: tuple[str, ...]) -> Any:
     for key in path:
         params = params[key]
     return params
+
+
+def load_run(workdir: str, step: int | None = None) -> tuple[ConfigDict, nn.Module, dict, int]:
+    """(config, model, params, step) of a run directory, reading the parameters only (not the
+    optimiser state); by default its newest step that restores, older ones tried in turn."""
+    config = read_run_config(workdir)
+    checkpoints = Checkpoints(RunDir(workdir).checkpoints, read_only=True)
+    try:
+        steps = [step] if step is not None else sorted(checkpoints.all_steps(), reverse=True)
+        if not steps:
+            raise FileNotFoundError(f"{workdir}/{CHECKPOINT_DIR}: no finished checkpoint")
+        for candidate in steps[:-1]:
+            try:
+                return config, stage_model(config), checkpoints.restore_params(candidate), candidate
+            except RESTORE_ERRORS as e:
+                log.warning("checkpoint %d of %s does not restore (%s); trying an older one",
+                            candidate, workdir, type(e).__name__)
+        try:
+            params = checkpoints.restore_params(steps[-1])
+        except RESTORE_ERRORS as e:
+            raise CheckpointError(f"{workdir}: checkpoint {steps[-1]} does not restore "
+                                  f"({type(e).__name__})") from e
+        return config, stage_model(config), params, steps[-1]
+    finally:
+        checkpoints.close()
 
 
 def restore_run_params(workdir: str, step: int | None = None) -> tuple[ConfigDict, dict, int]:

@@ -94,7 +94,6 @@ def _run(args) -> int:
     if not RunDir(args.workdir).is_run():
         raise FileNotFoundError(f"{args.workdir}: not a run directory (no config.json)")
     if args.command == "corpus":
-
         records = read_edit_file(args.file, args.op)  # checked before the model loads
         qa = RealmQA(args.workdir)
         info = qa.edit(args.op, records, source=args.file)
