@@ -3,7 +3,7 @@ r"""One REALM pre-training step: our pmapped step vs transformers' PyTorch REALM
 MiniLM-size encoder (6 layers x 384, random init shared by both), batch 4, 8 candidates,
 query 96 + candidate 288 tokens (joint input 384), forward + backward + clipping + AdamW.
 
-  XLA_FLAGS= .venv/bin/python experiments/benchmarks/realm_step.py   # ~4 min on 2 cores
+  XLA_FLAGS= .venv/bin/python experiments/benchmarks/step_speed.py   # ~4 min on 2 cores
 
 Last line: {"benchmark": "train_step", "jax_steps_per_s": ..., "torch_steps_per_s": ...,
 "ratio": ...} with ratio = jax / torch steps per second.
@@ -15,7 +15,7 @@ os.environ.setdefault("USE_TF", "0")
 
 from absl import app, flags  # noqa: E402
 
-from realm_jax.benchmarks.realm_step import train_step_main  # noqa: E402
+from realm_jax.benchmarks.step_speed import train_step_main  # noqa: E402
 
 flags.DEFINE_integer("batch_size", 4, "Masked queries per step.")
 flags.DEFINE_integer("num_candidates", 8, "K: retrieved blocks per query.")

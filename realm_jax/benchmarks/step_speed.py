@@ -160,11 +160,11 @@ def train_step_main(
         f"candidate {cand_len}, joint {query_len + cand_len}, {num_masks} masks"
     )
     print(f"\nREALM pre-training step (forward + backward + clip + AdamW), {shape}")
-    rows = [["jax realm_step (pmap, 1 CPU device)", jax_s, 1 / jax_s, torch_s / jax_s],
+    rows = [["jax REALM step (pmap, 1 CPU device)", jax_s, 1 / jax_s, torch_s / jax_s],
             [f"torch port (RealmScorer + RealmKnowledgeAugEncoder, {threads} threads)",
              torch_s, 1 / torch_s, 1.0]]
     print(format_table(["implementation", "s/step", "steps/s", "x torch"], rows))
-    result = {"benchmark": "realm_step", "jax_steps_per_s": 1 / jax_s,
+    result = {"benchmark": "step_speed", "jax_steps_per_s": 1 / jax_s,
               "torch_steps_per_s": 1 / torch_s, "ratio": torch_s / jax_s}
     print(json_line(result))
     return result
