@@ -9,7 +9,9 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("USE_TF", "0")
 
+import gc  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -235,3 +237,18 @@ def loop_config():
 def toy_stage():
     """toy_stage(nan_at=None, interrupt_at=None) -> a least-squares stage's train_and_evaluate."""
     return _toy_stage
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_of_this_test():
+    """Collects each test's garbage in its own teardown, asyncio's "never retrieved" logging off:
+    orbax tasks left by a failed restore would otherwise print tracebacks into a later test's
+    captured stderr (tests that assert one error line)."""
+    yield
+    asyncio_log = logging.getLogger("asyncio")
+    level = asyncio_log.level
+    asyncio_log.setLevel(logging.CRITICAL)
+    try:
+        gc.collect()
+    finally:
+        asyncio_log.setLevel(level)

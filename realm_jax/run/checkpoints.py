@@ -14,6 +14,7 @@ then falls back to the newest step that restores, and the trainer moves the brok
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -168,6 +169,8 @@ class Checkpoints:
             except RESTORE_ERRORS as e:
                 failed.append((step, _first_line(e)))
                 continue
+            if failed:
+                collect_failed_restore()
             moved = self._set_aside([bad for bad, _ in failed])
             for bad, reason in failed:
                 aside = f"; moved it to {moved[bad]}" if bad in moved else ""
@@ -175,6 +178,7 @@ class Checkpoints:
                             self._step_dir(bad), reason, aside, step)
             return step, state
         if failed:
+            collect_failed_restore()
             for bad, reason in failed:
                 log.warning("checkpoint %s does not restore (%s)", self._step_dir(bad), reason)
             steps = ", ".join(str(bad) for bad, _ in failed)
@@ -222,6 +226,19 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def collect_failed_restore() -> None:
+    """A restore that failed leaves orbax's asyncio tasks holding the same exception; collect them
+    now, with asyncio's "Task exception was never retrieved" logging off (the failure has been
+    reported in one line), so that dozens of traceback lines do not reach stderr later."""
+    asyncio_log = logging.getLogger("asyncio")
+    level = asyncio_log.level
+    asyncio_log.setLevel(logging.CRITICAL)
+    try:
+        gc.collect()
+    finally:
+        asyncio_log.setLevel(level)
 
 
 def _first_line(e: Exception) -> str:

@@ -28,7 +28,7 @@ from realm_jax.models.realm import (
     RealmPretrainModel,
 )
 from realm_jax.models.retriever import Retriever
-from realm_jax.run.checkpoints import RESTORE_ERRORS, Checkpoints
+from realm_jax.run.checkpoints import RESTORE_ERRORS, Checkpoints, collect_failed_restore
 from realm_jax.run.files import CHECKPOINT_DIR, RunDir, read_run_config
 from realm_jax.run.state import TrainState, bert_adamw, lr_scale_predicate, trainable_predicate
 
@@ -164,18 +164,18 @@ def load_run(workdir: str, step: int | None = None) -> tuple[ConfigDict, nn.Modu
         steps = [step] if step is not None else sorted(checkpoints.all_steps(), reverse=True)
         if not steps:
             raise FileNotFoundError(f"{workdir}/{CHECKPOINT_DIR}: no finished checkpoint")
-        for candidate in steps[:-1]:
+        for i, candidate in enumerate(steps):
             try:
-                return config, stage_model(config), checkpoints.restore_params(candidate), candidate
+                params = checkpoints.restore_params(candidate)
             except RESTORE_ERRORS as e:
-                log.warning("checkpoint %d of %s does not restore (%s); trying an older one",
-                            candidate, workdir, type(e).__name__)
-        try:
-            params = checkpoints.restore_params(steps[-1])
-        except RESTORE_ERRORS as e:
-            raise CheckpointError(f"{workdir}: checkpoint {steps[-1]} does not restore "
-                                  f"({type(e).__name__})") from e
-        return config, stage_model(config), params, steps[-1]
+                reason = type(e).__name__
+                log.warning("checkpoint %d of %s does not restore (%s)", candidate, workdir, reason)
+                continue
+            if i:  # an older step, after newer ones failed
+                collect_failed_restore()
+            return config, stage_model(config), params, candidate
+        collect_failed_restore()
+        raise CheckpointError(f"{workdir}: no checkpoint restores (steps {steps})")
     finally:
         checkpoints.close()
 
