@@ -9,9 +9,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("USE_TF", "0")
 
-import gc  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -24,6 +22,7 @@ from realm_jax.data.tokenization import Tokenizer  # noqa: E402
 from realm_jax.models.bert import tiny_config  # noqa: E402
 from realm_jax.models.realm import OpenQAModel, RealmConfig, RealmPretrainModel, init_params  # noqa: E402
 from realm_jax.models.retriever import Retriever  # noqa: E402
+from realm_jax.run.checkpoints import collect_failed_restore  # noqa: E402
 from realm_jax.run.state import TrainState, bert_adamw  # noqa: E402
 from realm_jax.train.loop import TrainLoop  # noqa: E402
 from realm_jax.train.steps import make_train_step  # noqa: E402
@@ -241,14 +240,8 @@ def toy_stage():
 
 @pytest.fixture(autouse=True)
 def _collect_garbage_of_this_test():
-    """Collects each test's garbage in its own teardown, asyncio's "never retrieved" logging off:
-    orbax tasks left by a failed restore would otherwise print tracebacks into a later test's
-    captured stderr (tests that assert one error line)."""
+    """Collects each test's garbage in its own teardown: orbax tasks left by a failed restore
+    would otherwise print tracebacks into a later test's captured stderr (tests that assert one
+    error line)."""
     yield
-    asyncio_log = logging.getLogger("asyncio")
-    level = asyncio_log.level
-    asyncio_log.setLevel(logging.CRITICAL)
-    try:
-        gc.collect()
-    finally:
-        asyncio_log.setLevel(level)
+    collect_failed_restore()
