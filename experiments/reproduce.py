@@ -57,6 +57,9 @@ _MAX_TEST = flags.DEFINE_integer(
     "max_test_questions", 534, "Score a fixed sample of n test questions per set (0: all)."
 )
 _SET = flags.DEFINE_multi_string("set", [], "field=value config override for every run.")
+_ISOLATE = flags.DEFINE_bool(
+    "isolate", True, "Each run and evaluation in its own process (peak memory: the largest one's)."
+)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -115,6 +118,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     quiet_logs()
+    runner.ISOLATE = _ISOLATE.value
     try:
         reproduce(int(_TABLE.value), _WORKDIR.value)
     except (*USER_ERRORS, ValueError) as e:

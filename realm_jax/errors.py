@@ -39,6 +39,10 @@ class CheckpointError(ValueError):
     """A directory holds finished checkpoints but none of them restores."""
 
 
+class MissingExtraError(ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra."""
+
+
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN / Inf loss or parameters; the message names the step to resume."""
 
@@ -46,5 +50,5 @@ class NonFiniteLossError(FloatingPointError):
 # Failures a user can fix: reported as one stderr line and exit status 1.
 USER_ERRORS = (
     ConfigError, NonFiniteLossError, JsonlError, CorpusError, ConversionError, FileNotFoundError,
-    CheckpointError,
+    CheckpointError, MissingExtraError,
 )

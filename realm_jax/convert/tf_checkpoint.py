@@ -34,6 +34,7 @@ from realm_jax.convert.hf_bert import bert_key_map, params_from_state_dict
 from realm_jax.convert.hf_realm import KeyMap, expected_shapes
 from realm_jax.errors import ConversionError
 from realm_jax.models.realm import RealmConfig
+from realm_jax.utils.optional import require
 
 KINDS = ("embedder", "encoder", "reader", "openqa")
 OPTIMIZER_PARTS = frozenset(
@@ -169,9 +170,7 @@ class TFVariables(Mapping):
 
 
 def _import_tf():
-    import tensorflow as tf
-
-    return tf
+    return require("tensorflow", "tf", "reading TF checkpoints")
 
 
 def _first_line(e: BaseException) -> str:

@@ -30,6 +30,7 @@ from realm_jax.data.packing import Block, block_uid, continuation_table, whole_w
 from realm_jax.data.tokenization import Tokenizer
 from realm_jax.errors import CorpusError
 from realm_jax.utils import array_dir
+from realm_jax.utils.optional import require
 from realm_jax.utils.progress import progress_bar
 
 FEATURES = ("title_ids", "token_ids", "sentence_starts")
@@ -37,9 +38,13 @@ _INT32_MAX = np.iinfo(np.int32).max
 ExampleIds = tuple[np.ndarray, np.ndarray, np.ndarray]  # title_ids, token_ids, sentence_starts
 
 
+def _import_tf():
+    return require("tensorflow", "tf", "reading ORQA's examples.tfr")
+
+
 def _parse_batch(serialized):
     """tf.data map: a batch of serialized Examples -> per feature (int64 values, row splits)."""
-    import tensorflow as tf
+    tf = _import_tf()
 
     spec = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64) for name in FEATURES}
     parsed = tf.io.parse_example(serialized, spec)
@@ -50,8 +55,9 @@ def _parse_batch(serialized):
 
 def _first_record_missing(path: str) -> str | None:
     """A feature the file's first record lacks (the wrong file); None if it has all or is bad."""
-    import tensorflow as tf
     from google.protobuf.message import DecodeError
+
+    tf = _import_tf()
 
     try:
         for raw in tf.data.TFRecordDataset(path).take(1).as_numpy_iterator():
@@ -67,7 +73,7 @@ def _locate_error(path: str, start: int, count: int) -> CorpusError:
 
     ``skip`` reads the file again up to the batch; this runs only once, on the way to failing.
     """
-    import tensorflow as tf
+    tf = _import_tf()
 
     number = start
     spec = {name: tf.io.RaggedFeature(tf.int64) for name in FEATURES}
@@ -125,7 +131,7 @@ def iter_tfrecord_examples(path: str | os.PathLike, batch_size: int = 1024) -> I
     record lacks), bad sentence starts, a record that is not an Example, or a truncated file ->
     CorpusError ``file:record: why``.
     """
-    import tensorflow as tf
+    tf = _import_tf()
 
     path = os.fspath(path)
     if not os.path.isfile(path):

@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-import tensorflow_datasets as tfds
 from etils import epath
 
 from realm_jax.data.questions import CONFIGS, SOURCES, iter_rows, split_path
+from realm_jax.utils.optional import require
+
+require("tensorflow", "tf", "the realm_openqa TFDS builder")  # TFDS imports hollow without it
+tfds = require("tensorflow_datasets", "tf", "the realm_openqa TFDS builder")
 
 _DESCRIPTIONS = {
     "nq": "NQ-open test set of ORQA/REALM (NQ-open.dev.jsonl); train is not shipped.",

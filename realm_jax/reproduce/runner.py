@@ -1,17 +1,29 @@
-"""Runs a table's plan in one process: each stage once, each evaluation once, resumable.
+"""Runs a table's plan: each stage once, each evaluation once, resumable.
 
-A finished run leaves ``<root>/<name>/reproduce.json`` (its final metrics and wall time) and is
-skipped when the job is started again; an unfinished one resumes from its last checkpoint (the
-training loop does that). Test-set scores are cached under ``<root>/eval/``, with each question's
-outcome beside them under ``<root>/per_question/`` (what the tables' paired intervals resample).
+Each training run, test evaluation and zero-shot retrieval runs in a fresh child process
+(``in_child``; ``ISOLATE = False`` keeps them in this one), so what one leaves behind (compiled
+programs, models, indexes, allocator arenas) goes back to the OS before the next starts and the
+job's peak memory is its largest step's, not their sum.
+
+A finished run leaves ``<root>/<name>/reproduce.json`` (its final metrics, wall time and peak
+memory) and is skipped when the job is started again; an unfinished one resumes from its last
+checkpoint (the training loop does that). Test-set scores are cached under ``<root>/eval/``,
+with each question's outcome beside them under ``<root>/per_question/`` (what the tables'
+paired intervals resample).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import importlib.util
 import json
+import multiprocessing
 import os
+import resource
 import time
+from collections.abc import Callable
+from typing import Any
 
 from ml_collections import ConfigDict
 
@@ -19,10 +31,34 @@ from realm_jax.errors import ConfigError
 from realm_jax.openqa.predict import evaluate_run
 from realm_jax.reproduce.plan import Row, Run, resolve
 from realm_jax.train import ict, mlm, openqa, realm
+from realm_jax.train.launch import quiet_logs
 from realm_jax.utils.jsonl import atomic_write
 
 DONE_FILE = "reproduce.json"
 PER_QUESTION_DIR = "per_question"
+ISOLATE = True  # each run / evaluation in its own process (experiments/reproduce.py's flag)
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, in GiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def _with_peak(fn: Callable, *args) -> tuple[Any, float]:
+    quiet_logs()
+    return fn(*args), peak_rss_gib()
+
+
+def in_child(fn: Callable, *args) -> tuple[Any, float]:
+    """``(fn(*args), peak resident GiB of the process that ran it)``, run in a freshly spawned
+    process when ``ISOLATE`` (``fn`` and the arguments must pickle; its exceptions are raised
+    here), else in this one. Ctrl-C reaches the child too, which saves and stops as a run in
+    the foreground would; this process waits for it."""
+    if not ISOLATE:
+        return fn(*args), peak_rss_gib()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_with_peak, fn, *args).result()
 
 
 def reference_run(dataset: str) -> str:
@@ -111,9 +147,10 @@ def run_all(
               f"{json.dumps({k: resolve(v, root) for k, v in run.overrides.items()})}",
               flush=True)
         t0 = time.perf_counter()
-        metrics = TRAINERS[run.stage](config, workdir)
+        metrics, peak = in_child(TRAINERS[run.stage], config, workdir)
         seconds[run.name] = time.perf_counter() - t0
         record = {"config": run.config, "seconds": seconds[run.name],
+                  "peak_rss_gib": round(peak, 2),
                   "final_eval": {k: float(v) for k, v in metrics.items()}}
         _write(os.path.join(workdir, DONE_FILE), record)
     return seconds
@@ -137,9 +174,11 @@ def evaluate(
         print(f"evaluating {name} on {dataset} {split}", flush=True)
         os.makedirs(os.path.join(root, PER_QUESTION_DIR), exist_ok=True)
         t0 = time.perf_counter()
-        scores = evaluate_run(os.path.join(root, name), dataset, split, max_questions=max_questions,
-                              per_question_output=os.path.join(root, per_question))
+        scores, peak = in_child(functools.partial(
+            evaluate_run, os.path.join(root, name), dataset, split, max_questions=max_questions,
+            per_question_output=os.path.join(root, per_question)))
         scores["seconds"] = time.perf_counter() - t0
+        scores["peak_rss_gib"] = round(peak, 2)
         _write(cache, scores)  # last: the cache marks both files finished
     return scores | {"per_question": per_question}
 

@@ -109,22 +109,25 @@ def run_records(root: str, run: str, datasets=DATASETS) -> dict[str, list[dict]]
 
     cached = {d: runner.read_records(records_path(root, run, d)) for d in datasets}
     missing = [d for d, records in cached.items() if records is None]
-    if not missing:
-        return cached
+    if missing:
+        runner.in_child(write_records, root, run, missing)
+    return cached | {d: runner.read_records(records_path(root, run, d)) for d in missing}
 
+
+def write_records(root: str, run: str, datasets) -> None:
+    """Retrieves for each dev set's questions with run ``<root>/<run>``; writes their records."""
     store, searcher, tower, encoder, passages, length = _retriever(os.path.join(root, run))
     tokenizer = Tokenizer()
-    for dataset in missing:
+    for dataset in datasets:
         print(f"zero-shot retrieval of {run} on {dataset} {SPLIT}", flush=True)
         rows = load_questions(dataset, SPLIT)
         ranked = np.zeros((0, 0), np.int64)
         if rows:
             ids = question_ids(store, tokenizer, [r["question"] for r in rows], length)
             ranked = searcher.search(_embed(encoder, tower, ids), min(DEPTH, len(store)))[1]
-        cached[dataset] = question_records(rows, ranked, store.text, passages)
+        records = question_records(rows, ranked, store.text, passages)
         os.makedirs(os.path.dirname(records_path(root, run, dataset)), exist_ok=True)
-        write_jsonl(records_path(root, run, dataset), cached[dataset])
-    return cached
+        write_jsonl(records_path(root, run, dataset), records)
 
 
 def _figures(records: list[dict]) -> dict:

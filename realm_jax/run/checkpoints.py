@@ -18,6 +18,8 @@ import gc
 import json
 import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 import numpy as np
@@ -27,6 +29,8 @@ from realm_jax.errors import CheckpointError
 from realm_jax.models.realm import EmbedderSpec, embedder_params, embedder_path
 from realm_jax.run.state import TrainState
 from realm_jax.utils.jsonl import atomic_write
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +159,15 @@ class Checkpoints:
     def restore_latest_good(
         self, template: TrainState
     ) -> tuple[int, TrainState] | tuple[None, None]:
-        """The newest step that restores and its state, or (None, None) when there is no step.
+        """The newest step whose full train state restores into ``template``, and that state
+        (``newest_that_restores``)."""
+        return self.newest_that_restores(lambda step: self.restore_state(step, template))
+
+    def newest_that_restores(
+        self, restore: Callable[[int], T]
+    ) -> tuple[int, T] | tuple[None, None]:
+        """The newest step for which ``restore(step)`` succeeds, and what it returned; (None,
+        None) when there is no step.
 
         Each newer step that fails to restore gets one warning with the reason; unless the
         manager is read-only it is also moved aside to ``<step>.corrupt`` (only once an older
@@ -165,7 +177,7 @@ class Checkpoints:
         failed: list[tuple[int, str]] = []
         for step in sorted(self.all_steps(), reverse=True):
             try:
-                state = self.restore_state(step, template)
+                restored = restore(step)
             except RESTORE_ERRORS as e:
                 failed.append((step, _first_line(e)))
                 continue
@@ -176,7 +188,7 @@ class Checkpoints:
                 aside = f"; moved it to {moved[bad]}" if bad in moved else ""
                 log.warning("checkpoint %s does not restore (%s)%s; using step %d instead",
                             self._step_dir(bad), reason, aside, step)
-            return step, state
+            return step, restored
         if failed:
             collect_failed_restore()
             for bad, reason in failed:

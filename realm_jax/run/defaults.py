@@ -37,6 +37,7 @@ def base_config(stage: str) -> ConfigDict:
     c.checkpoint_every_steps = 100
     c.keep_checkpoints = 3
     c.progress = True  # tqdm bar (terminal only) and ETA lines in the log
+    c.profile_steps = 0  # > 0: a jax.profiler trace of that many steps into the workdir
 
     # Architecture: the BERT shape and REALM's heads.
     c.model = ConfigDict()

@@ -19,7 +19,7 @@ import numpy as np
 from ml_collections import ConfigDict
 
 from realm_jax.assets import minilm_dir
-from realm_jax.errors import CheckpointError, ConfigError
+from realm_jax.errors import ConfigError
 from realm_jax.models.bert import BertConfig, tiny_config
 from realm_jax.models.realm import (
     EncoderMlmModel,
@@ -28,7 +28,7 @@ from realm_jax.models.realm import (
     RealmPretrainModel,
 )
 from realm_jax.models.retriever import Retriever
-from realm_jax.run.checkpoints import RESTORE_ERRORS, Checkpoints, collect_failed_restore
+from realm_jax.run.checkpoints import Checkpoints
 from realm_jax.run.files import CHECKPOINT_DIR, RunDir, read_run_config
 from realm_jax.run.state import TrainState, bert_adamw, lr_scale_predicate, trainable_predicate
 
@@ -158,53 +158,25 @@ def get_subtree(params: dict, path: tuple[str, ...]) -> Any:
 def load_run(workdir: str, step: int | None = None) -> tuple[ConfigDict, nn.Module, dict, int]:
     """(config, model, params, step) of a run directory, reading the parameters only (not the
     optimiser state); by default its newest step that restores, older ones tried in turn."""
-    config = read_run_config(workdir)
-    checkpoints = Checkpoints(RunDir(workdir).checkpoints, read_only=True)
-    try:
-        steps = [step] if step is not None else sorted(checkpoints.all_steps(), reverse=True)
-        if not steps:
-            raise FileNotFoundError(f"{workdir}/{CHECKPOINT_DIR}: no finished checkpoint")
-        for i, candidate in enumerate(steps):
-            try:
-                params = checkpoints.restore_params(candidate)
-            except RESTORE_ERRORS as e:
-                reason = type(e).__name__
-                log.warning("checkpoint %d of %s does not restore (%s)", candidate, workdir, reason)
-                continue
-            if i:  # an older step, after newer ones failed
-                collect_failed_restore()
-            return config, stage_model(config), params, candidate
-        collect_failed_restore()
-        raise CheckpointError(f"{workdir}: no checkpoint restores (steps {steps})")
-    finally:
-        checkpoints.close()
+    config, params, step = restore_run_params(workdir, step)
+    return config, stage_model(config), params, step
 
 
 def restore_run_params(workdir: str, step: int | None = None) -> tuple[ConfigDict, dict, int]:
-    """(config, params, step) of another run's checkpoint (default: its latest that restores,
-    skipping damaged newer ones with a warning), as numpy."""
-
+    """(config, params, step) of a run's checkpoint as numpy, the optimiser state not read
+    (default: its newest step that restores, damaged newer ones skipped with a warning)."""
     config = read_run_config(workdir)
-    shapes = abstract_params(config)
-    tx = optimizer_template(config)  # only the optimiser state's structure matters
-    zeros = lambda s: np.zeros(s.shape, s.dtype)
-    template = TrainState(
-        step=np.zeros((), np.int32),
-        params=jax.tree.map(zeros, shapes),
-        opt_state=jax.tree.map(zeros, jax.eval_shape(tx.init, shapes)),
-        tx=tx,
-    )
-    checkpoints = Checkpoints(os.path.join(workdir, CHECKPOINT_DIR), read_only=True)
+    checkpoints = Checkpoints(RunDir(workdir).checkpoints, read_only=True)
     try:
         if step is None:
-            step, state = checkpoints.restore_latest_good(template)
+            step, params = checkpoints.newest_that_restores(checkpoints.restore_params)
             if step is None:
                 raise FileNotFoundError(f"{workdir}/{CHECKPOINT_DIR}: no finished checkpoint")
         else:
-            state = checkpoints.restore_state(step, template)
+            params = checkpoints.restore_params(step)
     finally:
         checkpoints.close()
-    return config, state.params, step
+    return config, params, step
 
 
 def decayed_predicate(config: ConfigDict):

@@ -8,8 +8,9 @@
 ``DOCS.jsonl`` holds ``{"id", "title", "text"}`` per line (``{"id"}`` for delete); ids are the
 corpus's own (``id`` of its jsonl lines, or the record number of ``blocks.tfr``). An edit embeds
 only the changed documents' blocks and publishes a new corpus version atomically; no training
-step is involved. Exit status: 0, 1 on bad input (one ``error:`` line naming the file, line or
-field; nothing written), 2 on a usage error.
+step is involved. ``--vocab FILE`` (before the command, or ``$REALM_JAX_VOCAB``) tokenizes with
+another WordPiece vocab than the packaged BERT-base uncased one. Exit status: 0, 1 on bad input
+(one ``error:`` line naming the file, line or field; nothing written), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import sys
 import textwrap
 
+from realm_jax.data.tokenization import VOCAB_ENV
 from realm_jax.errors import USER_ERRORS
 from realm_jax.index.corpus_edit import read_edit_file
 from realm_jax.run.files import RunDir
@@ -38,6 +40,8 @@ class _OnlyOurs(logging.Filter):
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="realm-jax", description=__doc__.split("\n\n")[0])
+    p.add_argument("--vocab", help=f"WordPiece vocab file (default: ${VOCAB_ENV}, else the "
+                   "packaged BERT-base uncased vocab); must be the one the run trained with")
     sub = p.add_subparsers(dest="command", required=True)
     ask = sub.add_parser("ask", help="answer questions with evidence")
     ask.add_argument("--workdir", required=True, help="a fine-tuned open-QA run directory")
@@ -121,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "ask" and bool(args.questions) != bool(args.output):
         parser.error("ask: --questions and --output go together")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.vocab:
+        if not os.path.isfile(args.vocab):
+            print(f"error: --vocab {args.vocab}: no such file", file=sys.stderr)
+            return 1
+        os.environ[VOCAB_ENV] = args.vocab
     logging.basicConfig(format="warning: %(message)s", level=logging.WARNING, force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_OnlyOurs())

@@ -21,7 +21,7 @@ from realm_jax.run.model_setup import create_state
 from realm_jax.train.init import setup_stage
 from realm_jax.train.loop import TrainLoop, mean_eval
 from realm_jax.train.steps import make_eval_step, make_train_step
-from realm_jax.utils.devices import AXIS, shard
+from realm_jax.utils.devices import AXIS
 
 METRICS = {"loss": ("loss_sum", "num_examples"), "accuracy": ("accuracy_sum", "num_examples")}
 
@@ -67,8 +67,8 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     evaluate = lambda step, params: mean_eval(p_eval_step, params, held_out)
     with TrainLoop(config, workdir, "ict", create_state(config, params), spec) as loop:
         loop.evaluate_at_start(evaluate)
-        for step in loop.steps():
-            state, metrics = p_train_step(loop.state, shard(batches(step)), loop.rng)
+        for _, batch in loop.prefetch(batches):
+            state, metrics = p_train_step(loop.state, batch, loop.rng)
             loop.record(state, metrics)
             if loop.done and config.index.publish_final:
                 index = SyncIndex(RunDir(workdir).index, spec, store, config.index,

@@ -5,8 +5,8 @@ flax's lm1b ``train.py`` does, and hands the side effects to ``TrainLoop``::
 
     with TrainLoop(config, workdir, "ict", create_state(config, params), spec) as loop:
         loop.evaluate_at_start(evaluate)
-        for step in loop.steps():
-            state, metrics = p_train_step(loop.state, shard(batches(step)), loop.rng)
+        for step, batch in loop.prefetch(batches):   # or loop.steps(), building batches inline
+            state, metrics = p_train_step(loop.state, batch, loop.rng)
             loop.record(state, metrics)
             loop.evaluate_if_due(evaluate)
         return loop.final_metrics(evaluate)
@@ -18,6 +18,13 @@ one, with a warning, when the newest is damaged), writes metrics (TensorBoard th
 the end, and shows progress with an ETA. A non-finite loss stops the run with
 ``NonFiniteLossError`` before anything is saved from it; Ctrl-C saves the last finished step,
 waits for the write and re-raises.
+
+On an accelerator the host stays ahead of the device: a step's metrics stay on device until its
+log window closes (``log_every_steps``, a checkpoint, the end), when one transfer fetches them;
+the host waits only for the step before the one just dispatched (one step in flight); the
+parameters come to the host only when something asks for ``loop.params``; ``prefetch`` builds
+the next batch on a thread while the current step runs. ``profile_steps`` > 0 records a
+``jax.profiler`` trace of that many steps (after the first few) into the workdir for TensorBoard.
 """
 
 from __future__ import annotations
@@ -27,11 +34,11 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import metric_writers, periodic_actions
 from ml_collections import ConfigDict
 
 from realm_jax.errors import NonFiniteLossError
@@ -39,12 +46,18 @@ from realm_jax.models.realm import EmbedderSpec
 from realm_jax.run.checkpoints import Checkpoints
 from realm_jax.run.files import RunDir
 from realm_jax.run.state import TrainState
-from realm_jax.utils.devices import replicate, shard
+from realm_jax.utils.devices import put_sharded, replicate, shard
 from realm_jax.utils.progress import progress_bar
+from realm_jax.utils.tensorboard import create_writer, periodic_actions
 
 log = logging.getLogger(__name__)
 
 Evaluate = Callable[[int, dict], dict]  # (step, host params) -> scalar metrics
+
+
+def primary_process() -> bool:
+    """Whether this is process 0, the one that writes metrics and shows progress."""
+    return jax.process_index() == 0
 
 
 @jax.jit
@@ -82,7 +95,7 @@ class MetricsLog:
 
     def __init__(self, workdir: str):
         self.primary = jax.process_index() == 0
-        self.writer = metric_writers.create_default_writer(workdir, just_logging=not self.primary)
+        self.writer = create_writer(workdir, just_logging=not self.primary)
         self.path = RunDir(workdir).metrics
 
     def write(self, step: int, split: str, scalars: dict) -> None:
@@ -113,7 +126,8 @@ class TrainLoop:
     ``embedder_spec``: written beside the checkpoints for the refresher (None: no retriever);
     ``save_initial``: checkpoint step 0 before training (an asynchronous refresher indexes it).
     After ``__enter__``: ``start`` (the first step to run), ``step`` (steps done), ``params`` (the
-    host's device-0 copy of the current params) and ``state`` (replicated over local devices).
+    device-0 copy of the current params, made when asked for) and ``state`` (replicated over
+    local devices).
     """
 
     def __init__(
@@ -142,17 +156,22 @@ class TrainLoop:
                 self.checkpoints.save(0, state)
                 self.checkpoints.wait()
         self.start = self.step = self.last_saved = start
-        self.params = state.params
+        self._params = state.params
         self.state = replicate(state)
         # Dropout keys fold in the step and device (steps.py), so one key serves the whole run.
         self.rng = replicate(jax.random.PRNGKey(config.seed + 1))
         self.eval_metrics: dict = {}
-        self._window: list[dict] = []
+        self._pending: list[tuple[int, dict, dict]] = []  # (step, device metrics, host extras)
+        self._window: list[dict] = []  # fetched, not yet written
         self._window_start = time.perf_counter()
         self._report = periodic_actions.ReportProgress(
             num_train_steps=config.num_train_steps, every_secs=60
         )
-        primary = jax.process_index() == 0  # one progress bar, from process 0
+        profile_steps = config.get("profile_steps", 0)
+        self._profile = periodic_actions.Profile(
+            logdir=workdir, num_profile_steps=profile_steps, first_profile=start + 5,
+            every_secs=None) if profile_steps and primary_process() else None
+        primary = primary_process()  # one progress bar, from process 0
         self._bar = progress_bar(total=config.num_train_steps, desc=name, unit="step",
                                  enabled=config.progress and primary)
         self._bar.update(start)
@@ -165,6 +184,8 @@ class TrainLoop:
             if exc_type is KeyboardInterrupt:
                 log.warning("%s: interrupted at step %d; saving it", self.name, self.step)
                 try:
+                    self._fetch()
+                    self._write_window()
                     self.save(self.step)
                 except Exception as e:  # a step cut short may have consumed the state's buffers
                     log.warning("could not save step %d (%s); keeping checkpoint %d",
@@ -183,6 +204,13 @@ class TrainLoop:
         """Whether the last step has been taken."""
         return self.step >= self.config.num_train_steps
 
+    @property
+    def params(self):
+        """Device 0's copy of the current parameters (copied once per step, when first asked)."""
+        if self._params is None:
+            self._params = first_device(self.state.params)
+        return self._params
+
     def steps(self) -> Iterator[int]:
         """The steps still to run, from ``start``; each is recorded with ``record``."""
         while not self.done:
@@ -190,32 +218,64 @@ class TrainLoop:
             self._bar.update(1)
             if self.config.progress:
                 self._report(self.step)
+            if self._profile is not None:
+                self._profile(self.step)
 
-    def record(self, state, metrics: dict, extras: dict | None = None) -> dict:
-        """Takes the state and pmapped metrics of the step just run; logs the metrics (with the
-        host-side ``extras``) and checkpoints when due. Returns the step's host metrics."""
-        self.state = state
-        metrics = host_metrics(metrics) | (extras or {})
+    def prefetch(self, make_batch: Callable[[int], dict]) -> Iterator[tuple[int, dict]]:
+        """``(step, batch on the devices)`` for the steps still to run, the next step's batch
+        built (``make_batch(step)``, global batch) and transferred on a thread while this step
+        runs. Only for batches that do not depend on the parameters being trained."""
+        build = lambda step: put_sharded(make_batch(step))
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as pool:
+            upcoming = pool.submit(build, self.step)
+            for step in self.steps():
+                batch = upcoming.result()
+                if step + 1 < self.config.num_train_steps:
+                    upcoming = pool.submit(build, step + 1)
+                yield step, batch
+
+    def record(self, state, metrics: dict, extras: dict | None = None) -> None:
+        """Takes the state and pmapped metrics of the step just run (and host-side ``extras``);
+        logs and checkpoints when due. The metrics stay on device until then."""
+        if self._pending:  # one step in flight at most: wait for the previous one, fetch nothing
+            jax.block_until_ready(self._pending[-1][1])
+        self.state, self._params = state, None
         self.step += 1
-        loss = float(metrics["loss"])
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(
-                f"{self.name}: loss is {loss} at step {self.step}; stopping, "
-                f"the last good checkpoint is step {self.last_saved}"
-            )
-        self.params = first_device(self.state.params)
-        self._window.append(metrics)
+        self._pending.append((self.step, metrics, extras or {}))
         c = self.config
-        if self.step % c.log_every_steps == 0 or self.done:
-            now = time.perf_counter()
-            rate = {"seconds_per_step": (now - self._window_start) / len(self._window)}
-            self.metrics_log.write(self.step, "train", _mean_metrics(self._window) | rate)
-            self._window, self._window_start = [], now
-        if self.step % c.checkpoint_every_steps == 0 or self.done:
+        log_due = self.step % c.log_every_steps == 0 or self.done
+        save_due = self.step % c.checkpoint_every_steps == 0 or self.done
+        if log_due or save_due:
+            self._fetch()  # a non-finite loss stops the run here, before it is saved
+        if log_due:
+            self._write_window()
+        if save_due:
             self.save(self.step)
         if self.done:
             self.checkpoints.wait()  # what runs after the last step may read its checkpoint
-        return metrics
+
+    def _fetch(self) -> None:
+        """Moves the pending steps' metrics to the host in one transfer; a non-finite loss among
+        them raises ``NonFiniteLossError`` naming its step."""
+        values = jax.device_get([m for _, m, _ in self._pending])
+        for (step, _, extras), device_values in zip(self._pending, values, strict=True):
+            row = {k: np.asarray(v)[0] for k, v in device_values.items()} | extras
+            loss = float(row["loss"])
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{self.name}: loss is {loss} at step {step}; stopping, "
+                    f"the last good checkpoint is step {self.last_saved}"
+                )
+            self._window.append(row)
+        self._pending = []
+
+    def _write_window(self) -> None:
+        if not self._window:
+            return
+        now = time.perf_counter()
+        rate = {"seconds_per_step": (now - self._window_start) / len(self._window)}
+        self.metrics_log.write(self.step, "train", _mean_metrics(self._window) | rate)
+        self._window, self._window_start = [], now
 
     def save(self, step: int) -> None:
         if step == self.last_saved:

@@ -52,6 +52,14 @@ def shard(tree, num_devices: int | None = None):
     return jax.tree.map(split, tree)
 
 
+def put_sharded(tree, devices=None):
+    """``shard(tree)`` placed on the local devices, one slice each: a pmapped step's input,
+    transferred ahead of the call (e.g. from a prefetch thread)."""
+    devices = list(devices or jax.local_devices())
+    sharding = _leading_axis_sharding(devices)
+    return jax.tree.map(lambda x: jax.device_put(x, sharding), shard(tree, len(devices)))
+
+
 def unshard(tree):
     """Inverse of :func:`shard`: ``[num_devices, per_device, ...]`` -> one batch axis."""
     return jax.tree.map(lambda x: np.asarray(x).reshape(-1, *x.shape[2:]), tree)

@@ -226,6 +226,9 @@ def test_tiny_table1_end_to_end_then_resumes(tmp_path):
     assert set(record["run_seconds"]) == {
         "ict", "mlm", "realm", "openqa_bm25_nq", "openqa_orqa_nq", "openqa_realm_nq"
     }
+    for run in record["run_seconds"]:  # each trained in its own process, its peak recorded
+        done = json.loads((tmp_path / run / "reproduce.json").read_text())
+        assert 0.1 < done["peak_rss_gib"] < 64, run
     png = (tmp_path / "realm_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 

@@ -12,6 +12,7 @@ import os
 import pytest
 
 from realm_jax import assets
+from realm_jax.data.tokenization import VOCAB_ENV, VOCAB_PATH, shared_tokenizer
 from realm_jax.serve.cli import main
 from realm_jax.train import openqa
 from realm_jax.train.launch import run_stage
@@ -186,3 +187,18 @@ def test_missing_weights_package(run_copy, tmp_path, capsys, monkeypatch):
     before = _tree(run_copy)
     assert _one_error(capsys, main(["ask", "--workdir", run_copy, "what?"])) == message
     assert _tree(run_copy) == before
+
+
+def test_vocab_option(run_copy, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(VOCAB_ENV, raising=False)
+    missing = str(tmp_path / "no_vocab.txt")
+    assert _one_error(capsys, main(["--vocab", missing, "ask", "--workdir", run_copy, "what?"])) \
+        == f"--vocab {missing}: no such file"
+    shared_tokenizer.cache_clear()
+    try:  # the packaged vocab named explicitly answers as the default does
+        assert main(["--vocab", VOCAB_PATH, "ask", "--workdir", run_copy, "what?", "--json"]) == 0
+        assert os.environ[VOCAB_ENV] == VOCAB_PATH and shared_tokenizer().vocab_path == VOCAB_PATH
+        assert "prediction" in json.loads(capsys.readouterr().out)
+    finally:
+        os.environ.pop(VOCAB_ENV, None)
+        shared_tokenizer.cache_clear()
