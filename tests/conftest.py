@@ -187,17 +187,17 @@ def init_model():
     return _init
 
 
-def _loop_config(steps=6):
+def _loop_config(steps=6, log_every=1):
     return ConfigDict(
-        dict(seed=0, num_train_steps=steps, log_every_steps=1, checkpoint_every_steps=2,
+        dict(seed=0, num_train_steps=steps, log_every_steps=log_every, checkpoint_every_steps=2,
              keep_checkpoints=2, eval_every_steps=0, eval_at_start=False, progress=False)
     )
 
 
-def _toy_stage(nan_at=None, interrupt_at=None):
+def _toy_stage(nan_at=None, interrupt_at=None, prefetch=False):
     """A least-squares stage's ``train_and_evaluate(config, workdir)`` on random batches, each a
     pure function of its step (runs in seconds); the batch of ``nan_at`` holds a NaN, the one of
-    ``interrupt_at`` raises KeyboardInterrupt."""
+    ``interrupt_at`` raises KeyboardInterrupt; ``prefetch``: batches through ``loop.prefetch``."""
 
     def loss_fn(params, batch, rngs, deterministic):
         err = batch["x"] @ params["params"]["w"] - batch["y"]
@@ -217,8 +217,10 @@ def _toy_stage(nan_at=None, interrupt_at=None):
         state = TrainState.create({"params": {"w": jnp.zeros(4)}}, bert_adamw(0.1, 10, 1))
         p_train_step = make_train_step(loss_fn, {"loss": ("loss_sum", "num_examples")})
         with TrainLoop(config, workdir, "toy", state) as loop:
-            for step in loop.steps():
-                state, metrics = p_train_step(loop.state, shard(batch_at(step)), loop.rng)
+            batches = (loop.prefetch(batch_at) if prefetch
+                       else ((step, shard(batch_at(step))) for step in loop.steps()))
+            for _, batch in batches:
+                state, metrics = p_train_step(loop.state, batch, loop.rng)
                 loop.record(state, metrics)
                 loop.evaluate_if_due(None)
             return loop.final_metrics(None)
