@@ -44,7 +44,7 @@ def _import_tf():
 
 def _parse_batch(serialized):
     """tf.data map: a batch of serialized Examples -> per feature (int64 values, row splits)."""
-    tf = _import_tf()
+    import tensorflow as tf  # the caller required it; autograph cannot convert require()
 
     spec = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64) for name in FEATURES}
     parsed = tf.io.parse_example(serialized, spec)

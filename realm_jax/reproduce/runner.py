@@ -176,11 +176,10 @@ def evaluate(
         print(f"evaluating {name} on {dataset} {split}", flush=True)
         os.makedirs(os.path.join(root, PER_QUESTION_DIR), exist_ok=True)
         t0 = time.perf_counter()
-        scores, peak = in_child(functools.partial(
+        scores, _ = in_child(functools.partial(
             evaluate_run, os.path.join(root, name), dataset, split, max_questions=max_questions,
             per_question_output=os.path.join(root, per_question)))
         scores["seconds"] = time.perf_counter() - t0
-        scores["peak_rss_gib"] = round(peak, 2)
         _write(cache, scores)  # last: the cache marks both files finished
     return scores | {"per_question": per_question}
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import jax
 from absl import logging as absl_logging
+from jax.experimental.compilation_cache import compilation_cache
 from ml_collections import ConfigDict
 
 from realm_jax.errors import (
@@ -100,9 +101,10 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-        devices.initialize_from_flags()
-        if cache.value:
+        if cache.value:  # module-level constants compiled at import started JAX's cache: restart it
             jax.config.update("jax_compilation_cache_dir", cache.value)
+            compilation_cache.reset_cache()
+        devices.initialize_from_flags()
         sys.exit(run_stage(train, config.value, workdir.value, dry_run.value))
 
     app.run(main)
