@@ -149,8 +149,9 @@ def test_scann_streamed_build_keeps_row_ids(tmp_path, monkeypatch, dtype):
     recall = recall_at_k(ids, ref_ids)
     print(f"streamed build ({np.dtype(dtype).name}): recall@10 {recall:.3f}")
     # A direct build of these rows reaches 0.999-1.0; ScaNN's training is not deterministic (its
-    # k-means is threaded), and over 6 streamed builds recall@10 ranged 0.976-0.997.
-    assert recall >= 0.95 and searcher.recall["recall_at_10"] >= 0.95
+    # k-means is threaded): streamed builds gave 0.937-0.997 in 8 runs (0.937 on a loaded 2-core
+    # machine). Rows streamed under the wrong ids would give recall near 0; 0.9 separates the two.
+    assert recall >= 0.9 and searcher.recall["recall_at_10"] >= 0.9
     # rtol 1e-5: float32 sums of 32 products in another order (bfloat16 rows are exact in f32).
     np.testing.assert_allclose(s, np.einsum("qd,qkd->qk", q, x32[ids]), rtol=1e-5, atol=1e-4)
     stored = x.view(np.uint16) if dtype == BFLOAT16 else x  # the index store's format
