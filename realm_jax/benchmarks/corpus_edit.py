@@ -15,6 +15,7 @@ import time
 
 from realm_jax.assets import FACTS_CORPUS, MINI_PASSAGES
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
+from realm_jax.run.config import load_config
 from realm_jax.serve.api import RealmQA
 from realm_jax.train import openqa
 from realm_jax.utils.jsonl import iter_jsonl
@@ -31,18 +32,11 @@ def _corpus(path: str, num_passages: int) -> list[dict]:
 
 
 def corpus_edit_main(num_passages: int, sizes: tuple[int, ...]) -> dict:
-    import importlib.util
-
     print(f"machine: {machine_info()}")
     root = tempfile.mkdtemp(prefix="corpus_edit_bench.")
     docs = _corpus(os.path.join(root, "corpus.jsonl"), num_passages)
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    spec = importlib.util.spec_from_file_location(
-        "openqa_facts", os.path.join(here, "experiments", "configs", "openqa_facts.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config(os.path.join(here, "experiments", "configs"), "openqa_facts.py")
     config.data.corpus = os.path.join(root, "corpus.jsonl")
     config.index.emb_batch_size = 256
     t = time.perf_counter()

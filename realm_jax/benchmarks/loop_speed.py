@@ -11,7 +11,6 @@ config's choice, not loop overhead) and reported in its own column.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import tempfile
 import time
@@ -21,21 +20,13 @@ import numpy as np
 
 from realm_jax.benchmarks.common import format_table, json_line, machine_info
 from realm_jax.data.input_pipeline import IctBatches
-from realm_jax.run.config import resolve_config
+from realm_jax.run.config import load_config, resolve_config
 from realm_jax.run.model_setup import create_state
 from realm_jax.train import ict
 from realm_jax.train.init import setup_stage
 from realm_jax.train.launch import quiet_logs
 from realm_jax.train.loop import TrainLoop
 from realm_jax.utils.devices import replicate, shard
-
-
-def load_config(path: str, arg: str | None):
-    """``get_config(arg)`` of a config file."""
-    spec = importlib.util.spec_from_file_location("_loop_speed_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def bare_seconds(p_train_step, state, batches: list[dict], warmup: int) -> float:
@@ -77,7 +68,8 @@ def loop_seconds(config, workdir: str, p_train_step, state, batches: list[dict],
 def loop_speed_main(config_path: str, config_arg: str | None, steps: int, warmup: int,
                     rounds: int) -> dict:
     quiet_logs()
-    config = load_config(config_path, config_arg)
+    config = load_config(os.path.dirname(config_path),
+                         os.path.basename(config_path) + (f":{config_arg}" if config_arg else ""))
     config.num_train_steps = warmup + steps
     config.checkpoint_every_steps = config.num_train_steps  # one save: the last step's
     config.eval_every_steps = 0

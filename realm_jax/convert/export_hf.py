@@ -20,7 +20,7 @@ from flax import traverse_util
 from safetensors.numpy import save_file
 
 from realm_jax.convert.hf_bert import bert_key_map
-from realm_jax.data.tokenization import shared_tokenizer
+from realm_jax.data.tokenization import vocab_path
 from realm_jax.errors import ConfigError
 from realm_jax.models.bert import BertConfig
 from realm_jax.models.realm import embedder_params, query_tower
@@ -62,7 +62,7 @@ def write_hf_bert(bert: dict, cfg: BertConfig, out_dir: str) -> None:
     config = dataclasses.asdict(cfg) | {"model_type": "bert", "architectures": ["BertModel"]}
     with atomic_write(os.path.join(out_dir, "config.json")) as f:
         json.dump(config, f, indent=1, sort_keys=True)
-    shutil.copyfile(shared_tokenizer().vocab_path, os.path.join(out_dir, "vocab.txt"))
+    shutil.copyfile(vocab_path(), os.path.join(out_dir, "vocab.txt"))
     with atomic_write(os.path.join(out_dir, "tokenizer_config.json")) as f:
         json.dump({"do_lower_case": True, "tokenizer_class": "BertTokenizer"}, f)
 

@@ -153,8 +153,13 @@ class Tokenizer:
         return [self._tok.id_to_token(int(i)) for i in ids]
 
 
+def vocab_path() -> str:
+    """``$REALM_JAX_VOCAB`` if set, else the packaged vocab: the file ``shared_tokenizer`` reads."""
+    return os.environ.get(VOCAB_ENV) or VOCAB_PATH
+
+
 @functools.cache
 def shared_tokenizer() -> Tokenizer:
     """The ``Tokenizer`` of ``$REALM_JAX_VOCAB`` (default: the packaged vocab), loaded once per
     process."""
-    return Tokenizer(os.environ.get(VOCAB_ENV) or VOCAB_PATH)
+    return Tokenizer(vocab_path())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -31,6 +30,7 @@ from ml_collections import ConfigDict
 from realm_jax.errors import ConfigError
 from realm_jax.openqa.predict import evaluate_run
 from realm_jax.reproduce.plan import Row, Run, resolve
+from realm_jax.run.config import load_config
 from realm_jax.train import ict, mlm, openqa, realm
 from realm_jax.train.launch import quiet_logs
 from realm_jax.utils.jsonl import atomic_write
@@ -66,18 +66,6 @@ def in_child(fn: Callable, *args) -> tuple[Any, float]:
 def reference_run(dataset: str) -> str:
     """The ORQA run of Table 1 on ``dataset``: every row's reference for paired differences."""
     return f"openqa_orqa_{dataset.removeprefix('mini_')}"
-
-
-def load_config(configs_dir: str, spec: str) -> ConfigDict:
-    """``get_config(arg)`` of ``<configs_dir>/<file>.py`` for ``spec`` = ``file.py[:arg]``."""
-    name, _, arg = spec.partition(":")
-    path = os.path.join(configs_dir, name)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such config file")
-    module_spec = importlib.util.spec_from_file_location(f"_config_{name[:-3]}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
 
 
 def set_field(config: ConfigDict, dotted: str, value) -> None:

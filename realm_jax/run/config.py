@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 from ml_collections import ConfigDict
@@ -101,3 +102,15 @@ def swap_lag_problem(config: ConfigDict) -> str | None:
                 f"{every}: indexes are published up to {ahead} ahead of the one in use, and a "
                 f"final one; keep at least {ahead + 2}")
     return None
+
+
+def load_config(configs_dir: str, spec: str) -> ConfigDict:
+    """``get_config(arg)`` of ``<configs_dir>/<file>.py`` for ``spec`` = ``file.py[:arg]``."""
+    name, _, arg = spec.partition(":")
+    path = os.path.join(configs_dir, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such config file")
+    module_spec = importlib.util.spec_from_file_location(f"_config_{name[:-3]}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)

@@ -94,7 +94,7 @@ class MetricsLog:
     """Scalars to clu's writer (TensorBoard + log) and ``metrics.jsonl``; process 0 writes."""
 
     def __init__(self, workdir: str):
-        self.primary = jax.process_index() == 0
+        self.primary = primary_process()
         self.writer = create_writer(workdir, just_logging=not self.primary)
         self.path = RunDir(workdir).metrics
 
