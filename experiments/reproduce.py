@@ -43,6 +43,7 @@ from realm_jax.benchmarks.common import machine_info
 from realm_jax.errors import USER_ERRORS
 from realm_jax.reproduce import plan, report, runner, zero_shot
 from realm_jax.train.launch import quiet_logs
+from realm_jax.utils import devices
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -118,6 +119,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     quiet_logs()
+    devices.use_memory_saving_cpu_schedule()  # before JAX starts here or in the runs' processes
     runner.ISOLATE = _ISOLATE.value
     try:
         reproduce(int(_TABLE.value), _WORKDIR.value)

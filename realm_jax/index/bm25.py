@@ -7,14 +7,20 @@ Anserini's defaults, which DPR's and ORQA's BM25 baselines used; bm25s's own are
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 
-import bm25s
 import numpy as np
 
 from realm_jax.data.blocks import BlockStore
 
 K1, B = 0.9, 0.4
+
+
+def _bm25s():
+    """bm25s, imported on first use: its import starts JAX's backend (it picks JAX for top-k when
+    installed), which would fix the XLA flags before a training process sets them."""
+    return importlib.import_module("bm25s")
 
 
 class BM25Searcher:
@@ -26,6 +32,7 @@ class BM25Searcher:
         if not texts:
             raise ValueError("BM25Searcher: no texts to index")
         self.num_blocks = len(texts)
+        bm25s = _bm25s()
         self._bm25 = bm25s.BM25(k1=k1, b=b)
         tokens = bm25s.tokenize(list(texts), stopwords="en", show_progress=False)
         self._bm25.index(tokens, show_progress=False)
@@ -42,7 +49,7 @@ class BM25Searcher:
         """
         if not 1 <= k <= self.num_blocks:
             raise ValueError(f"k={k}: expected 1 <= k <= num_blocks={self.num_blocks}")
-        tokens = bm25s.tokenize(
+        tokens = _bm25s().tokenize(
             list(questions), stopwords="en", show_progress=False, return_ids=False
         )
         ids, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)

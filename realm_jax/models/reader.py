@@ -54,9 +54,10 @@ class KnowledgeAugEncoder(nn.Module):
     config: BertConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: bool = False  # BertModel.remat
 
     def setup(self):
-        self.bert = BertModel(self.config, self.dtype, self.param_dtype)
+        self.bert = BertModel(self.config, self.dtype, self.param_dtype, remat=self.remat)
         self.mlm_head = MlmHead(self.config, self.dtype, self.param_dtype)
 
     def __call__(
@@ -97,10 +98,11 @@ class SpanReader(nn.Module):
     span_layer_norm_eps: float = 1e-3  # ORQA: tf.keras LayerNormalization's default
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: bool = False  # BertModel.remat
 
     def setup(self):
         cfg, dt, pdt = self.config, self.dtype, self.param_dtype
-        self.bert = BertModel(cfg, dt, pdt)
+        self.bert = BertModel(cfg, dt, pdt, remat=self.remat)
         span2 = 2 * self.span_hidden_size  # start and end projections side by side
         self.span_intermediate = _dense(span2, cfg, dt, pdt, "span_intermediate")
         self.span_LayerNorm = nn.LayerNorm(

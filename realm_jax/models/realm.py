@@ -29,13 +29,15 @@ class RealmConfig:
     span_hidden_size: int = 256
     max_span_width: int = 10
     span_layer_norm_eps: float = 1e-3  # reader_layer_norm_eps
+    remat: bool = False  # recompute BERT layers in the backward pass (BertModel.remat)
 
     def replace(self, **kwargs: Any) -> RealmConfig:
         return dataclasses.replace(self, **kwargs)
 
     def retriever(self, dtype: Dtype = jnp.float32) -> Retriever:
         return Retriever(
-            self.bert, self.proj_size, self.proj_layer_norm_eps, self.share_embedders, dtype
+            self.bert, self.proj_size, self.proj_layer_norm_eps, self.share_embedders, dtype,
+            remat=self.remat,
         )
 
 
@@ -47,7 +49,7 @@ class RealmPretrainModel(nn.Module):
 
     def setup(self):
         self.retriever = self.config.retriever(self.dtype)
-        self.encoder = KnowledgeAugEncoder(self.config.bert, self.dtype)
+        self.encoder = KnowledgeAugEncoder(self.config.bert, self.dtype, remat=self.config.remat)
 
     def __call__(
         self,
@@ -84,7 +86,7 @@ class EncoderMlmModel(nn.Module):
     dtype: Dtype = jnp.float32
 
     def setup(self):
-        self.encoder = KnowledgeAugEncoder(self.config.bert, self.dtype)
+        self.encoder = KnowledgeAugEncoder(self.config.bert, self.dtype, remat=self.config.remat)
 
     def __call__(self, joint_ids, joint_mask, joint_type_ids, mlm_positions, deterministic=True):
         """[batch, joint_len] inputs, [batch, num_masks] positions -> [batch, num_masks, vocab]."""
@@ -101,7 +103,8 @@ class OpenQAModel(nn.Module):
         cfg = self.config
         self.retriever = cfg.retriever(self.dtype)
         self.reader = SpanReader(
-            cfg.bert, cfg.span_hidden_size, cfg.max_span_width, cfg.span_layer_norm_eps, self.dtype
+            cfg.bert, cfg.span_hidden_size, cfg.max_span_width, cfg.span_layer_norm_eps, self.dtype,
+            remat=cfg.remat,
         )
 
     def __call__(

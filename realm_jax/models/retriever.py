@@ -31,10 +31,11 @@ class Embedder(nn.Module):
     layer_norm_eps: float = 1e-12
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: bool = False  # BertModel.remat
 
     def setup(self):
         init = nn.initializers.truncated_normal(self.config.initializer_range)
-        self.bert = BertModel(self.config, self.dtype, self.param_dtype)
+        self.bert = BertModel(self.config, self.dtype, self.param_dtype, remat=self.remat)
         self.dense = nn.Dense(
             self.proj_size, dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=init
         )
@@ -61,10 +62,11 @@ class Retriever(nn.Module):
     share_embedders: bool = True
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    remat: bool = False  # BertModel.remat
 
     def setup(self):
         args = (self.config, self.proj_size, self.layer_norm_eps, self.dtype, self.param_dtype)
-        tower = lambda name: Embedder(*args, name=name)
+        tower = lambda name: Embedder(*args, remat=self.remat, name=name)
         self.embedder = tower("embedder")  # Embed_doc (and Embed_input when shared)
         if not self.share_embedders:
             self.query_embedder = tower("query_embedder")

@@ -51,6 +51,7 @@ def base_config(stage: str) -> ConfigDict:
     c.model.span_hidden_size = 256
     c.model.max_span_width = 10
     c.model.dtype = "float32"  # compute dtype; "bfloat16" on TPU / GPU
+    c.model.remat = False  # recompute BERT layers in the backward pass: less memory, more compute
 
     # Starting weights.
     c.init = ConfigDict()

@@ -74,6 +74,7 @@ def realm_config(model: ConfigDict) -> RealmConfig:
         share_embedders=model.share_embedders,
         span_hidden_size=model.span_hidden_size,
         max_span_width=model.max_span_width,
+        remat=model.get("remat", False),
     )
 
 
@@ -88,7 +89,8 @@ def stage_model(config: ConfigDict) -> nn.Module:
     cfg, dtype = realm_config(config.model), model_dtype(config.model)
     if config.stage == "ict":
         return Retriever(
-            cfg.bert, cfg.proj_size, cfg.proj_layer_norm_eps, cfg.share_embedders, dtype
+            cfg.bert, cfg.proj_size, cfg.proj_layer_norm_eps, cfg.share_embedders, dtype,
+            remat=cfg.remat,
         )
     if config.stage == "realm":
         return RealmPretrainModel(cfg, dtype)

@@ -101,6 +101,7 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
     def main(argv: list[str]) -> None:
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        devices.use_memory_saving_cpu_schedule()
         if cache.value:  # module-level constants compiled at import started JAX's cache: restart it
             jax.config.update("jax_compilation_cache_dir", cache.value)
             compilation_cache.reset_cache()

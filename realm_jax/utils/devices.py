@@ -11,6 +11,7 @@ splits the corpus by shards (``index.corpus_pass``), and only process 0 writes m
 from __future__ import annotations
 
 import logging
+import os
 
 import jax
 import numpy as np
@@ -19,6 +20,22 @@ from absl import logging as absl_logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "batch"
+
+# XLA's CPU compiler by default schedules for concurrency, keeping more buffers live at once: the
+# REALM mini train step's scratch memory is 4.97 GiB with it and 3.68 GiB without (measured with
+# ``compiled.memory_analysis()``), at the same speed on 2 cores. A CPU-only option.
+CPU_SCHEDULE_OPTION = "xla_cpu_enable_concurrency_optimized_scheduler"
+
+
+def use_memory_saving_cpu_schedule() -> None:
+    """Adds ``--{CPU_SCHEDULE_OPTION}=false`` to ``$XLA_FLAGS`` unless it names the option.
+
+    Effective only before JAX's backend starts (the first use of a device), so training scripts
+    call it first thing; processes they spawn inherit it. No effect on GPU or TPU.
+    """
+    current = os.environ.get("XLA_FLAGS", "")
+    if CPU_SCHEDULE_OPTION not in current:
+        os.environ["XLA_FLAGS"] = f"{current} --{CPU_SCHEDULE_OPTION}=false".strip()
 
 
 def _leading_axis_sharding(devices) -> NamedSharding:
