@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -38,6 +39,7 @@ from realm_jax.index.watcher import IndexWatcher, SwapSchedule
 from realm_jax.models.realm import EmbedderSpec, embedder_params
 from realm_jax.run.checkpoints import Checkpoints
 from realm_jax.utils.devices import sync
+from realm_jax.utils.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,10 @@ class SyncIndex:
             self.build(step, params)
         return self.snapshot
 
+    def run_step(self, step_fn: Callable, *args):
+        """``step_fn(*args)``: the trainer's step, when the index's refresh lets it (here: now)."""
+        return step_fn(*args)
+
     def finish(self, step: int, params: dict) -> None:
         """Publishes the final params' index (the next stage reuses it) if it is not there yet."""
         if self.snapshot is None or self.snapshot.step != step:
@@ -193,6 +199,8 @@ class AsyncIndex(SyncIndex):
         self.schedule = swap_schedule(index, checkpoint_every)
         self.watcher: IndexWatcher | None = None
         self.refresher = None
+        # A thread refresher shares the trainer's memory: its batches and the steps take turns.
+        self.turns = Turns() if index.refresher == "thread" else None
 
     def start(self, step: int, params: dict, seed: Snapshot | None = None) -> Snapshot:
         c, schedule = self.index, self.schedule
@@ -208,7 +216,7 @@ class AsyncIndex(SyncIndex):
             in_order_every=0 if schedule is None else schedule.every,
         )
         if jax.process_index() == 0:  # one refresher per job (or run experiments/refresh.py)
-            self.refresher = start_refresher(config, c.refresher, self.blocks)
+            self.refresher = start_refresher(config, c.refresher, self.blocks, self.turns)
         timeout = c.get("swap_timeout", 3600.0)
         alive = None if self.refresher is None else self.refresher.is_alive
         self.watcher = IndexWatcher(self.store, c.poll_seconds, c.min_index_age, schedule=schedule,
@@ -223,6 +231,15 @@ class AsyncIndex(SyncIndex):
         if self.snapshot is None or loaded.step != self.snapshot.step:
             self.snapshot = self._snapshot(loaded)
         return self.snapshot
+
+    def run_step(self, step_fn: Callable, *args):
+        """``step_fn(*args)``; beside a thread refresher, in a turn of its own and finished before
+        the refresher's next embedding batch starts (the memory is the larger of the two, not
+        their sum; the results are the same, as the swap schedule fixes each step's index)."""
+        if self.turns is None:
+            return step_fn(*args)
+        with self.turns:
+            return jax.block_until_ready(step_fn(*args))
 
     def _snapshot(self, loaded: LoadedIndex) -> Snapshot:
         """``loaded`` with its query tower: the one the watcher's thread loaded, else the one

@@ -47,6 +47,7 @@ from realm_jax.index.store import IndexStore
 from realm_jax.index.towers import prune_towers, save_tower
 from realm_jax.run.checkpoints import Checkpoints, is_done, read_embedder_spec
 from realm_jax.utils.devices import sync
+from realm_jax.utils.turns import Turns
 
 log = logging.getLogger(__name__)
 # (phase, step): "restore", "embed", "embed:shard", "build", "publish:<part>", "published",
@@ -122,8 +123,10 @@ class Refresher:
         on_phase: PhaseFn | None = None,
         embed: CorpusEmbedder | None = None,
         distributed: bool | None = None,
+        turns: Turns | None = None,
     ):
         """``blocks`` and ``embed`` default to ``config.blocks`` and the checkpoint's tower.
+        ``turns``: the default embedder's ``CorpusEmbedder.turns`` (shared with a train step).
 
         ``distributed``: share the work with the other processes of the ``jax.distributed`` job
         (default: when there are any); False runs alone, e.g. as a thread of one trainer process.
@@ -138,6 +141,7 @@ class Refresher:
         self.store = IndexStore(config.index_dir, keep=config.keep)
         self.on_phase = on_phase or (lambda phase, step: None)
         self._embed = embed  # else built at the first refresh (the spec comes with checkpoints)
+        self._turns = turns
         self.timings: list[dict] = []  # seconds per phase, one record per refresh
 
     def refresh(self, step: int) -> dict | None:
@@ -153,7 +157,8 @@ class Refresher:
         phase("restore")
         params = self.checkpoints.restore_embedder_params(step)
         if self._embed is None:
-            self._embed = CorpusEmbedder(read_embedder_spec(c.checkpoint_dir).module())
+            module = read_embedder_spec(c.checkpoint_dir).module()
+            self._embed = CorpusEmbedder(module, turns=self._turns)
         phase("embed")
         workdir = pass_dir(self.store.root, step)
         block_emb = embed_pass(
@@ -263,12 +268,19 @@ class RefresherHandle:
 
 
 def start_refresher(
-    config: RefreshConfig, mode: str = "process", blocks: BlockSource | None = None
+    config: RefreshConfig,
+    mode: str = "process",
+    blocks: BlockSource | None = None,
+    turns: Turns | None = None,
 ) -> RefresherHandle:
-    """Starts a refresher in a new process (spawned: no forked JAX state) or a daemon thread."""
+    """Starts a refresher in a new process (spawned: no forked JAX state) or a daemon thread.
+
+    ``turns`` (thread only): its embedding batches take turns with whoever else holds it (the
+    trainer's steps), so the process never needs both computations' memory at once.
+    """
     if mode == "thread":
         stop = threading.Event()
-        refresher = Refresher(config, blocks, distributed=False)  # its own work, not the job's
+        refresher = Refresher(config, blocks, distributed=False, turns=turns)  # not the job's
         worker = threading.Thread(target=refresher.run, args=(stop,), daemon=True, name="refresh")
         worker.start()
         return RefresherHandle(worker, stop)

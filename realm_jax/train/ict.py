@@ -65,7 +65,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     held_out = [batches(i, EVAL) for i in range(config.eval.num_batches)]
     p_train_step, p_eval_step = train_step(model), eval_step(model)
     evaluate = lambda step, params: mean_eval(p_eval_step, params, held_out)
-    with TrainLoop(config, workdir, "ict", create_state(config, params), spec) as loop:
+    state = create_state(config, params)
+    del params  # the host copy: the loop's replicated state holds them from here
+    with TrainLoop(config, workdir, "ict", state, spec) as loop:
         loop.evaluate_at_start(evaluate)
         for _, batch in loop.prefetch(batches):
             state, metrics = p_train_step(loop.state, batch, loop.rng)

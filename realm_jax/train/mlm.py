@@ -248,7 +248,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
     gate = Gate(model, store, batches, queries, hard, config)
     p_train_step = train_step(model, trainable=config.optim.trainable)
     # No embedder spec: this stage has no retriever to index.
-    with TrainLoop(config, workdir, "mlm", create_state(config, params)) as loop:
+    state = create_state(config, params)
+    del params  # the host copy: the loop's replicated state holds them from here
+    with TrainLoop(config, workdir, "mlm", state) as loop:
         loop.evaluate_at_start(gate)
         for step in loop.steps():
             state, metrics = p_train_step(loop.state, shard(batches(step)), loop.rng)

@@ -110,7 +110,9 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         return score_predictions(dev_rows, predictions, o.regex)
 
     p_train_step = train_step(model)
-    with TrainLoop(config, workdir, "openqa", create_state(config, params), spec) as loop:
+    state = create_state(config, params)
+    del params  # the host copy: the loop's replicated state holds them from here
+    with TrainLoop(config, workdir, "openqa", state, spec) as loop:
         loop.evaluate_at_start(evaluate)
         for step in loop.steps():
             batch = data.train_batch(train_rows, step, loop.params)

@@ -173,6 +173,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         return metrics
 
     state = create_state(config, params)
+    del params  # the host copy: the loop's replicated state holds them from here
     async_index = config.index.mode == "async"  # its refresher reads checkpoints, step 0 too
     with contextlib.closing(index), TrainLoop(config, workdir, "realm", state, spec,
                                               save_initial=async_index) as loop:
@@ -186,7 +187,7 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
             # Staleness: how many updates the document embeddings lag behind the trained params.
             extras = {"index_step": snapshot.step, "staleness": step - snapshot.step,
                       "index_ms": wait_ms}
-            state, metrics = p_train_step(loop.state, shard(batch), loop.rng)
+            state, metrics = index.run_step(p_train_step, loop.state, shard(batch), loop.rng)
             loop.record(state, metrics, extras)
             if loop.done:
                 if jax.process_index() == 0:

@@ -8,6 +8,7 @@ from realm_jax.index.embed import ArrayBlocks, CorpusEmbedder, embed_corpus, len
 from realm_jax.models.bert import tiny_config
 from realm_jax.models.realm import init_params
 from realm_jax.models.retriever import Embedder
+from realm_jax.utils.turns import Turns
 
 
 def random_blocks(n, max_len, seed=0, vocab=1000):
@@ -87,3 +88,39 @@ def test_embed_corpus_one_off(tiny_embedder):
     a = blocks.arrays
     ref = model.apply(params, a["input_ids"], a["input_mask"], a["token_type_ids"])
     np.testing.assert_allclose(emb, np.asarray(ref), rtol=1e-5, atol=1e-5)
+
+
+class _CountingTurns(Turns):
+    """Turns that record, for each turn, how many were held at once (must always be 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.held, self.max_held, self.count = 0, 0, 0
+
+    def __enter__(self):
+        super().__enter__()
+        self.held += 1
+        self.count += 1
+        self.max_held = max(self.max_held, self.held)
+        return self
+
+    def __exit__(self, *exc):
+        self.held -= 1
+        super().__exit__(*exc)
+
+
+def test_batches_in_turns_give_the_same_embeddings(tiny_embedder):
+    """With ``turns`` (the refresher thread beside a train step) each batch is computed and
+    fetched inside one turn: the same rows, bit for bit, one turn a batch, the same progress."""
+    model, params = tiny_embedder
+    blocks = random_blocks(30, 16, seed=3)
+    turns = _CountingTurns()
+    runs = {}
+    for shared in (None, turns):
+        seen = []
+        embed = CorpusEmbedder(model, jax.local_devices()[:2], turns=shared)
+        runs[shared is None] = embed(params, blocks, batch_size=8, max_len=16, progress=False,
+                                     on_batch=seen.append), seen
+    np.testing.assert_array_equal(runs[False][0], runs[True][0])
+    assert runs[False][1] == runs[True][1] == [8, 16, 24, 30]
+    assert (turns.count, turns.max_held, turns.held) == (4, 1, 0)
