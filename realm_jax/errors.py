@@ -39,6 +39,10 @@ class CheckpointError(ValueError):
     """A directory holds finished checkpoints but none of them restores."""
 
 
+class WorkdirBusyError(TimeoutError):
+    """Another writer held a run directory's lock past the timeout; the message names both."""
+
+
 class MissingExtraError(ImportError):
     """A feature needs an optional dependency that is not installed; the message names the extra."""
 
@@ -50,5 +54,5 @@ class NonFiniteLossError(FloatingPointError):
 # Failures a user can fix: reported as one stderr line and exit status 1.
 USER_ERRORS = (
     ConfigError, NonFiniteLossError, JsonlError, CorpusError, ConversionError, FileNotFoundError,
-    CheckpointError, MissingExtraError,
+    CheckpointError, MissingExtraError, WorkdirBusyError,
 )

@@ -2,22 +2,36 @@
 
 Behaviour follows ``language/orqa/utils/eval_utils.py`` (google-research/language), which REALM's
 Table 1 numbers were scored with, and DrQA's retriever evaluation for answer containment.
+
+Answer regexes run on the ``regex`` package (as DrQA's ``has_answer`` does) so that each match
+has a time limit, ``REGEX_TIMEOUT_S``: a pattern that backtracks past it on a text (e.g.
+``(a+)+$``) counts as no match there and logs one warning naming it. A pattern is used only if
+Python's ``re`` also compiles it, with the same flags (``regex.VERSION0``: ``re``'s semantics).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import re
 import string
 import unicodedata
 from collections.abc import Mapping, Sequence
 
+import regex
+
 from realm_jax.errors import JsonlError
 from realm_jax.utils.jsonl import iter_jsonl
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_REGEX_FLAGS = re.IGNORECASE | re.UNICODE | re.MULTILINE
+_REGEX_FLAGS = re.IGNORECASE | re.UNICODE | re.MULTILINE  # ORQA's regex_match_score
+# The same flags for the `regex` package; VERSION0 is its re-compatible behaviour.
+_ANSWER_REGEX_FLAGS = regex.IGNORECASE | regex.UNICODE | regex.MULTILINE | regex.VERSION0
+# Seconds one answer pattern may run on one text (a match, a search, or a whole finditer scan).
+REGEX_TIMEOUT_S = 0.1
+_logger = logging.getLogger(__name__)
 
 
 def normalize_answer(text: str) -> str:
@@ -45,10 +59,32 @@ def exact_match(prediction: str, references: Sequence[str]) -> bool:
     return any(normalized == normalize_answer(ref) for ref in references)
 
 
-def _compile(pattern: str) -> re.Pattern | None:
+@functools.lru_cache(maxsize=4096)
+def _compile(pattern: str) -> regex.Pattern | None:
+    """``pattern`` compiled with ORQA's flags, or None if ``re`` (or ``regex``) rejects it."""
     try:
-        return re.compile(pattern, _REGEX_FLAGS)
-    except re.error:
+        re.compile(pattern, _REGEX_FLAGS)
+        return regex.compile(pattern, _ANSWER_REGEX_FLAGS)
+    # re also refuses with ValueError ("(?a)" against re.UNICODE), OverflowError ("x{4294967296}")
+    # and RecursionError (parentheses nested ~1000 deep).
+    except (re.error, regex.error, ValueError, OverflowError, RecursionError):
+        return None
+
+
+def _scan(pattern: str, text: str, how: str):
+    """``regex.Pattern.<how>(text)`` (``finditer`` materialised as a list) under
+    ``REGEX_TIMEOUT_S``; None for a pattern that does not compile or a scan that timed out."""
+    compiled = _compile(pattern)
+    if compiled is None:
+        return None
+    try:
+        found = getattr(compiled, how)(text, timeout=REGEX_TIMEOUT_S)
+        return list(found) if how == "finditer" else found
+    except TimeoutError:
+        _logger.warning(
+            "answer regex %r ran over %g s on a %d-character text; counted as no match",
+            pattern, REGEX_TIMEOUT_S, len(text),
+        )
         return None
 
 
@@ -57,10 +93,25 @@ def regex_match(prediction: str, pattern: str) -> bool:
 
     ``re.match`` anchors at position 0 but not at the end, so "1809" matches "1809 AD" and not
     "in 1809"; the prediction is not normalised. A pattern Python cannot compile (one CuratedTrec
-    train answer ends in a lone backslash) is never a match rather than an error.
+    train answer ends in a lone backslash) is never a match rather than an error; so is one that
+    runs over ``REGEX_TIMEOUT_S`` (with a warning).
     """
-    compiled = _compile(pattern)
-    return compiled is not None and compiled.match(prediction) is not None
+    return _scan(pattern, prediction, "match") is not None
+
+
+def regex_search(text: str, pattern: str) -> bool:
+    """Whether ``pattern`` matches anywhere in ``text`` (ORQA's flags, ``REGEX_TIMEOUT_S``)."""
+    return _scan(pattern, text, "search") is not None
+
+
+def regex_spans(text: str, pattern: str) -> list[tuple[int, int]]:
+    """Character ``(start, end)`` of each ``finditer`` match of ``pattern`` in ``text``.
+
+    Empty for a pattern that does not compile, or whose whole scan runs over ``REGEX_TIMEOUT_S``
+    (with a warning).
+    """
+    found = _scan(pattern, text, "finditer")
+    return [] if found is None else [m.span() for m in found]
 
 
 def is_correct(prediction: str, references: Sequence[str], is_regex: bool = False) -> bool:
@@ -80,15 +131,11 @@ def has_answer(text: str, answers: Sequence[str], is_regex: bool = False) -> boo
 
     Strings: the answer's normalised tokens occur as a contiguous run of the block's normalised
     tokens (whole words, so "art" is not found in "smart"); an answer that normalises to nothing
-    is never found. Regexes: ``re.search`` anywhere in the raw block text with ORQA's flags (DrQA
-    uses the ``regex`` package with the same flags); an uncompilable pattern is never found.
+    is never found. Regexes: ``regex_search`` anywhere in the raw block text with ORQA's flags
+    (as DrQA, with the ``regex`` package); an uncompilable or timed-out pattern is not found.
     """
     if is_regex:
-        for pattern in answers:
-            compiled = _compile(pattern)
-            if compiled is not None and compiled.search(text) is not None:
-                return True
-        return False
+        return any(regex_search(text, pattern) for pattern in answers)
     block_tokens = normalize_answer(text).split()
     for answer in answers:
         answer_tokens = normalize_answer(answer).split()

@@ -11,6 +11,7 @@ os.environ.setdefault("USE_TF", "0")
 
 import json  # noqa: E402
 
+import hypothesis  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -29,6 +30,15 @@ from realm_jax.train.steps import make_train_step  # noqa: E402
 from realm_jax.utils.devices import AXIS, shard  # noqa: E402
 
 TESTDATA = os.path.join(os.path.dirname(__file__), "testdata")
+
+# Property tests take their example count from a profile: 200 a property in CI (CI=true), 100
+# otherwise; HYPOTHESIS_PROFILE picks one by name. No example database: runs do not depend on
+# earlier runs. No deadline: the first examples include JAX/tokenizer warm-up.
+hypothesis.settings.register_profile("ci", max_examples=200, deadline=None, database=None)
+hypothesis.settings.register_profile("dev", max_examples=100, deadline=None, database=None)
+hypothesis.settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from realm_jax.data.blocks import BlockStore, build_blocks
 from realm_jax.data.evidence import EvidenceIndex
 from realm_jax.data.ict import ict_batch
 from realm_jax.data.packing import continuation_table
-from realm_jax.data.questions import SPLIT_SIZES, read_questions
+from realm_jax.data.questions import SPLIT_SIZES, iter_rows, read_questions
 from realm_jax.data.salient_spans import (
     SPANS_DIR,
     MaskedSentence,
@@ -277,11 +277,7 @@ class MaskedQueries:
 
 
 def _read_file(path: str) -> list[dict]:
-    rows = []
-    for _, r in iter_jsonl(path, ("question", "answer")):
-        rows.append({"question": r["question"], "answers": list(r["answer"]),
-                     "gold_passage_id": int(r.get("gold_passage_id", -1))})
-    return rows
+    return [row for _, row in iter_rows(path)]  # fields checked: JsonlError names the line
 
 
 def _in_dev(question: str, percent: int) -> bool:

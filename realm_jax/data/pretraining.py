@@ -18,7 +18,6 @@ block is correct when ``evaluation.has_answer`` holds, the rule recall@k is scor
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -27,13 +26,11 @@ from realm_jax.data.blocks import BlockStore, bert_inputs
 from realm_jax.data.evidence import first_occurrence
 from realm_jax.data.packing import block_uid, continuation_table
 from realm_jax.data.salient_spans import MaskedSentence
-from realm_jax.evaluation import has_answer
+from realm_jax.evaluation import has_answer, regex_spans
 
 NULL_UID = block_uid("", "")  # REALM's NULL_DOCUMENT
 # query_ids [B, query_len] int32 -> retrieved block ids [B, k], best first (-1: nothing).
 Searcher = Callable[[np.ndarray], np.ndarray]
-# The flags evaluation.regex_match scores CuratedTrec with.
-_REGEX_FLAGS = re.IGNORECASE | re.UNICODE | re.MULTILINE
 
 
 def select_candidates(
@@ -207,16 +204,15 @@ def find_token_spans(
 def find_regex_spans(
     text: str, offsets: Sequence[tuple[int, int]], patterns: Sequence[str]
 ) -> list[tuple[int, int]]:
-    """Wordpiece spans ``(start, end)`` (inclusive) overlapping each regex match in ``text``."""
+    """Wordpiece spans ``(start, end)`` (inclusive) overlapping each regex match in ``text``.
+
+    Matches come from ``evaluation.regex_spans`` (ORQA's flags): an invalid pattern, or one that
+    runs over ``evaluation.REGEX_TIMEOUT_S`` on ``text``, matches nothing.
+    """
     offsets = np.asarray(offsets, np.int64).reshape(-1, 2)
     spans = set()
     for pattern in patterns:
-        try:
-            compiled = re.compile(pattern, _REGEX_FLAGS)
-        except re.error:
-            continue  # an invalid regex matches nothing, as in evaluation.regex_match
-        for match in compiled.finditer(text):
-            s, e = match.span()
+        for s, e in regex_spans(text, pattern):
             inside = np.flatnonzero((offsets[:, 1] > s) & (offsets[:, 0] < e))
             if s < e and len(inside):
                 spans.add((int(inside[0]), int(inside[-1])))

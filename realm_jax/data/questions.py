@@ -77,13 +77,14 @@ def split_path(config: str, split: str) -> str:
 def iter_rows(path: str) -> Iterator[tuple[int, dict]]:
     for line_no, record in iter_jsonl(path, ("question", "answer")):
         answers = record["answer"]
+        if not isinstance(record["question"], str):
+            raise JsonlError(path, line_no, "field 'question' must be a string")
         if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
             raise JsonlError(path, line_no, "field 'answer' must be a list of strings")
-        row = {
-            "question": record["question"],
-            "answers": answers,
-            "gold_passage_id": int(record.get("gold_passage_id", NO_GOLD_PASSAGE)),
-        }
+        gold = record.get("gold_passage_id", NO_GOLD_PASSAGE)
+        if isinstance(gold, bool) or not isinstance(gold, int):
+            raise JsonlError(path, line_no, "field 'gold_passage_id' must be an integer")
+        row = {"question": record["question"], "answers": answers, "gold_passage_id": gold}
         yield line_no, row
 
 

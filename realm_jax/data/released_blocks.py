@@ -10,7 +10,8 @@ a block whose wordpieces differ from the record's gets whole-text spans and is c
 ``meta["num_unaligned_blocks"]``.
 
 The Hugging Face REALM port ships only the block texts, as ``block_records.npy`` (a pickled object
-array of UTF-8 bytes, no titles); those go through ``blocks.build_blocks(prepacked=True)``.
+array of UTF-8 bytes, no titles, read by ``safe_pickle`` without running the pickle); those go
+through ``blocks.build_blocks(prepacked=True)``.
 
 Record numbers in error messages count from 1 (``file:record: why``), as in ``documents``.
 """
@@ -27,6 +28,7 @@ import numpy as np
 from realm_jax.data import documents
 from realm_jax.data.blocks import DEFAULT_MAX_LEN, StoreWriter, build_blocks, store_meta
 from realm_jax.data.packing import Block, block_uid, continuation_table, whole_word_cut
+from realm_jax.data.safe_pickle import load_object_npy
 from realm_jax.data.tokenization import Tokenizer
 from realm_jax.errors import CorpusError
 from realm_jax.utils import array_dir
@@ -268,18 +270,8 @@ def build_blocks_from_examples(
 
 
 def _load_block_records(path: str) -> np.ndarray:
-    """The 1-D object array of ``block_records.npy``; CorpusError if missing or not that."""
-    if not os.path.isfile(path):
-        raise CorpusError(f"{path}: no such file")
-    try:
-        records = np.load(path, allow_pickle=True)
-    except Exception as e:  # np.load raises ValueError, OSError or an unpickling error
-        raise CorpusError(f"{path}: not a .npy array ({type(e).__name__})") from None
-    if not isinstance(records, np.ndarray) or records.dtype != object or records.ndim != 1:
-        shape = getattr(records, "shape", "?")
-        kind = getattr(records, "dtype", type(records).__name__)
-        raise CorpusError(f"{path}: expected a 1-D object array of bytes, got {kind} {shape}")
-    return records
+    """The 1-D object array of bytes/str of ``block_records.npy``, loaded by ``safe_pickle``."""
+    return load_object_npy(path)
 
 
 def _iter_records(path: str, records: np.ndarray) -> Iterator[tuple[str, str]]:
@@ -287,8 +279,6 @@ def _iter_records(path: str, records: np.ndarray) -> Iterator[tuple[str, str]]:
         if isinstance(record, str):
             yield "", record
             continue
-        if not isinstance(record, bytes):
-            raise CorpusError(f"{path}: record at index {i} is {type(record).__name__}, not bytes")
         try:
             yield "", record.decode("utf-8")
         except UnicodeDecodeError:
@@ -298,8 +288,9 @@ def _iter_records(path: str, records: np.ndarray) -> Iterator[tuple[str, str]]:
 def iter_block_records(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     """``("", text)`` of each block of the HF REALM port's ``block_records.npy`` (no titles).
 
-    The pickled array is loaded whole (``np.load`` cannot stream it). CorpusError (one line)
-    for a missing file, an array that is not 1-D of objects, or a record that is not UTF-8.
+    The pickled array is loaded whole by ``safe_pickle.load_object_npy``, which runs nothing the
+    pickle names. CorpusError (one line) for a missing file, an array that is not 1-D of bytes or
+    str, a pickle naming any other global, or a record that is not UTF-8.
     """
     path = os.fspath(path)
     yield from _iter_records(path, _load_block_records(path))

@@ -12,9 +12,13 @@ result is published as a new *corpus version* under ``<workdir>/serving/corpus/`
   <v>/blocks/        a block store of the blocks this version added (when it added any)
   LATEST             the newest version: publishing *is* replacing this file
 
-A version is written as ``<v>.tmp`` and renamed whole, then LATEST moves: a reader sees the old
-version or the new one, never half of one. ``reindex`` re-embeds every row with the run's current
-embedder into ``<workdir>/serving/index/`` and publishes a version with no extra rows.
+Writers (edits, ``reindex``) hold the workdir lock (``run/lock.py``) while they make the next
+version from the newest one (an edit checks its ids before, without it, so that a rejected edit
+writes nothing), and publish as ``index/versions.py`` says: write ``<v>.tmp/``, fsync, rename it
+to ``<v>/``, replace LATEST atomically. Readers take no lock and see the old version or the new
+one, never half of one; what a killed writer left is removed by the next one.
+``reindex`` re-embeds every row with the run's current embedder into ``<workdir>/serving/index/``
+and publishes a version with no extra rows.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 
 import jax
@@ -37,12 +40,23 @@ from realm_jax.index.delta import DeltaSearcher, StackedRows
 from realm_jax.index.live import embed_blocks
 from realm_jax.index.refresher import build_searcher
 from realm_jax.index.store import IndexStore
-from realm_jax.index.towers import load_tower, save_tower
+from realm_jax.index.towers import load_tower, prune_towers, save_tower
+from realm_jax.index.versions import (
+    SERVING_INDEX,
+    discard,
+    drop_unnamed_steps,
+    latest_version,
+    next_version,
+    publish,
+    recover_versions,
+    version_root,
+)
 from realm_jax.models.realm import EmbedderSpec, embedder_params
-from realm_jax.run.files import INDEX_DIR, SERVING_DIR
+from realm_jax.run.files import INDEX_DIR
+from realm_jax.run.lock import EDIT_LOCK_TIMEOUT, workdir_lock
 from realm_jax.run.model_setup import realm_config
 from realm_jax.utils.array_dir import write_array
-from realm_jax.utils.jsonl import atomic_write, iter_jsonl
+from realm_jax.utils.jsonl import iter_jsonl
 
 OPS = ("add", "replace", "delete")
 
@@ -59,18 +73,6 @@ class Serving:
     meta: dict
 
 
-def _root(workdir: str) -> str:
-    return os.path.join(workdir, SERVING_DIR, "corpus")
-
-
-def latest_version(workdir: str) -> int | None:
-    try:
-        with open(os.path.join(_root(workdir), "LATEST"), encoding="utf-8") as f:
-            return int(f.read().strip())
-    except FileNotFoundError:
-        return None
-
-
 def _current(workdir: str, config: ConfigDict) -> tuple[dict, np.ndarray, np.ndarray, CorpusView]:
     """(meta, dead ids, extra embeddings or None, corpus view) of the newest version. Version 0
     is implicit: the run's own index step 0 over its block store, nothing edited."""
@@ -80,27 +82,18 @@ def _current(workdir: str, config: ConfigDict) -> tuple[dict, np.ndarray, np.nda
                 "deltas": [], "docs": {}}
         dead, extra = np.zeros(0, np.int64), None
     else:
-        d = os.path.join(_root(workdir), str(v))
+        d = os.path.join(version_root(workdir), str(v))
         with open(os.path.join(d, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
         dead, extra = (
             np.load(os.path.join(d, "dead.npy")),
             np.load(os.path.join(d, "extra_emb.npy")),
         )
-    deltas = [os.path.join(_root(workdir), str(v), "blocks") for v in meta["deltas"]]
+    deltas = [os.path.join(version_root(workdir), str(v), "blocks") for v in meta["deltas"]]
     view = open_view(config.data.blocks_dir, deltas, dead)
     if meta["index"]["rows"] is None:
         meta["index"]["rows"] = len(view.base)
     return meta, dead, extra, view
-
-
-def _next_version(workdir: str) -> tuple[int, str]:
-    """The next version number and its fresh temporary directory."""
-    version = (latest_version(workdir) or 0) + 1
-    tmp = os.path.join(_root(workdir), f"{version}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    return version, tmp
 
 
 def load_serving(workdir: str, config: ConfigDict) -> Serving:
@@ -198,14 +191,29 @@ def _tower(workdir: str, meta: dict) -> dict:
 
 def apply_edit(
     workdir: str, config: ConfigDict, op: str, records: list[dict], source: str, tokenizer,
-    progress: bool = False,
+    progress: bool = False, lock_timeout: float = EDIT_LOCK_TIMEOUT,
 ) -> dict:
-    """Applies ``op`` with ``records`` (see ``read_edit_file``) as a new version; its summary."""
+    """Applies ``op`` with ``records`` (see ``read_edit_file``) as a new version; its summary.
 
+    The records are checked against the newest version first (a rejected edit writes nothing),
+    then the edit runs under the workdir lock (waiting up to ``lock_timeout`` s for another
+    writer), checked again if another writer published a version meanwhile."""
     start = time.perf_counter()
     serving = load_serving(workdir, config)  # checks index and corpus agree before any change
-    meta, dead, base = serving.meta, serving.dead, serving.view.base
-    live = _live_docs(config, base, meta)
+    live = _check_ids(config, serving, op, records, source)
+    with workdir_lock(workdir, lock_timeout, f"corpus {op}"):
+        recover_versions(workdir)
+        if (latest_version(workdir) or 0) != serving.version:
+            serving = load_serving(workdir, config)
+            live = _check_ids(config, serving, op, records, source)
+        info = _apply_edit(workdir, config, op, records, source, tokenizer, progress, serving,
+                           live)
+    return dict(info, seconds=round(time.perf_counter() - start, 3))
+
+
+def _check_ids(config, serving: Serving, op, records, source) -> dict[str, list[int]]:
+    """The live documents of ``serving``; an error if an added id is one or an edited one not."""
+    live = _live_docs(config, serving.view.base, serving.meta)
     for r in records:
         exists = r["id"] in live
         if op == "add" and exists:
@@ -213,9 +221,14 @@ def apply_edit(
                              "(use `corpus replace`)")
         if op != "add" and not exists:
             raise JsonlError(source, r["line"], f"id {r['id']} is not in the corpus")
+    return live
+
+
+def _apply_edit(workdir, config, op, records, source, tokenizer, progress, serving, live):
+    meta, dead, base = serving.meta, serving.dead, serving.view.base
     removed = [row for r in records if op != "add" for row in live[r["id"]]]
     docs = dict(meta["docs"], **{r["id"]: [] for r in records if op != "add"})
-    version, tmp = _next_version(workdir)
+    version, tmp = next_version(workdir)
     try:
         new_emb = np.zeros((0, serving.searcher.dim), np.float32)
         embed_seconds = 0.0
@@ -238,44 +251,50 @@ def apply_edit(
         meta = dict(meta, version=version, deltas=deltas, docs=docs, op=op, source=source)
         write_array(os.path.join(tmp, "extra_emb.npy"), np.concatenate([old_extra, new_emb]))
         write_array(os.path.join(tmp, "dead.npy"), np.concatenate([dead, removed]).astype(np.int64))
-        _publish(workdir, version, tmp, meta)
+        publish(workdir, version, tmp, meta)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
     return {
         "version": version, "op": op, "documents": len(records), "blocks_added": len(new_emb),
         "blocks_removed": len(removed), "embedded_blocks": len(new_emb),
         "live_blocks": serving.view.num_live - len(removed) + len(new_emb),
         "embed_seconds": round(embed_seconds, 3),
-        "seconds": round(time.perf_counter() - start, 3),
     }
 
 
-def _publish(workdir: str, version: int, tmp: str, meta: dict) -> None:
-    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-    os.replace(tmp, os.path.join(_root(workdir), str(version)))
-    with atomic_write(os.path.join(_root(workdir), "LATEST")) as f:
-        f.write(f"{version}\n")
+def reindex(
+    workdir: str, config: ConfigDict, params: dict, progress: bool = True,
+    lock_timeout: float = EDIT_LOCK_TIMEOUT,
+) -> dict:
+    """Re-embeds every row with the run's current document tower into ``serving/index``, under
+    the workdir lock (waiting up to ``lock_timeout`` s for another writer)."""
+    with workdir_lock(workdir, lock_timeout, "index"):
+        recover_versions(workdir)
+        return _reindex(workdir, config, params, progress)
 
 
-def reindex(workdir: str, config: ConfigDict, params: dict, progress: bool = True) -> dict:
-    """Re-embeds every row with the run's current document tower into ``serving/index``."""
-
+def _reindex(workdir: str, config: ConfigDict, params: dict, progress: bool) -> dict:
     start = time.perf_counter()
     meta, dead, _, view = _current(workdir, config)
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     tower = jax.device_get(embedder_params(params))
     emb = embed_blocks(spec, tower, view, config.index, view.max_len, progress)
-    store = IndexStore(os.path.join(workdir, SERVING_DIR, INDEX_DIR), keep=config.index.keep)
+    store = IndexStore(os.path.join(workdir, SERVING_INDEX), keep=config.index.keep)
+    drop_unnamed_steps(store, meta)
     step = (store.latest_step() or 0) + 1
     save_tower(store.root, step, tower)
     store.publish(step, emb, build_searcher(config.index.searcher, emb))
-    version, tmp = _next_version(workdir)
-    index = {"dir": os.path.join(SERVING_DIR, INDEX_DIR), "step": step, "rows": len(emb)}
-    write_array(os.path.join(tmp, "extra_emb.npy"), np.zeros((0, emb.shape[1]), np.float32))
-    write_array(os.path.join(tmp, "dead.npy"), np.asarray(dead, np.int64))
-    _publish(workdir, version, tmp, dict(meta, version=version, index=index, op="index"))
+    version, tmp = next_version(workdir)
+    try:
+        index = {"dir": SERVING_INDEX, "step": step, "rows": len(emb)}
+        write_array(os.path.join(tmp, "extra_emb.npy"), np.zeros((0, emb.shape[1]), np.float32))
+        write_array(os.path.join(tmp, "dead.npy"), np.asarray(dead, np.int64))
+        publish(workdir, version, tmp, dict(meta, version=version, index=index, op="index"))
+    except BaseException:
+        discard(tmp)
+        raise
+    prune_towers(store)
     seconds = round(time.perf_counter() - start, 3)
     return {"version": version, "index_step": step, "embedded_blocks": len(emb),
             "live_blocks": view.num_live, "seconds": seconds}

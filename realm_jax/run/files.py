@@ -6,6 +6,7 @@
   <workdir>/metrics.jsonl    one JSON line per logged step and evaluation (also TensorBoard events)
   <workdir>/serving/         corpus versions made by ``realm-jax add|replace|delete|index``
   <workdir>/released.json    provenance of a run converted from released artifacts
+  <workdir>/.lock            the writer lock of corpus edits and re-indexing (``run/lock.py``)
 
 Block caches are shared between runs: ``<parent of workdir>/cache/blocks-<hash>``
 (``data/input_pipeline.blocks_dir``).
@@ -28,6 +29,7 @@ INDEX_DIR = "index"
 METRICS_FILE = "metrics.jsonl"
 SERVING_DIR = "serving"
 RELEASED_FILE = "released.json"
+LOCK_FILE = ".lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,10 @@ class RunDir:
     @property
     def released(self) -> str:
         return os.path.join(self.root, RELEASED_FILE)
+
+    @property
+    def lock(self) -> str:
+        return os.path.join(self.root, LOCK_FILE)
 
     def is_run(self) -> bool:
         return os.path.isfile(self.config)

@@ -7,8 +7,11 @@
   qa.ask("who wrote hamlet")[0]        # answers from the edited document
 
 What the knowledge is lives in the corpus: an edit packs and embeds only the changed documents
-and publishes a new corpus version (``train.corpus_edit``); answers always come from the newest.
-The ``realm-jax`` command (``realm_jax.cli``) is this API on the command line.
+and publishes a new corpus version (``index.corpus_edit``); answers come from the newest version
+when the run is loaded (and after each edit this object makes). Edits and ``reindex`` take the
+workdir's writer lock (``run.lock``; another writer waits up to ``lock_timeout`` seconds), so
+processes may edit one run at the same time; asking takes no lock. The ``realm-jax`` command
+(``realm_jax.serve.cli``) is this API on the command line.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from realm_jax.errors import QuestionError
 from realm_jax.index.corpus_edit import apply_edit, check_records, reindex
 from realm_jax.openqa.answerer import load_openqa_run
 from realm_jax.openqa.predict import read_question_file
+from realm_jax.run.lock import EDIT_LOCK_TIMEOUT
 from realm_jax.utils.jsonl import write_jsonl
 
 log = logging.getLogger("realm_jax")
@@ -66,12 +70,14 @@ class RealmQA:
         questions = [r["question"] for r in rows]
         return write_jsonl(output, self.ask(questions, where=f"{questions_path}: question"))
 
-    def edit(self, op: str, records: list[dict], source: str = "<api>") -> dict:
+    def edit(self, op: str, records: list[dict], source: str = "<api>",
+             lock_timeout: float = EDIT_LOCK_TIMEOUT) -> dict:
         """``add`` / ``replace`` (records ``{id, title, text}``) or ``delete`` (``{id}``)."""
 
         numbered = [dict(r, line=r.get("line", i)) for i, r in enumerate(records, start=1)]
         records = check_records(numbered, op, source)
-        info = apply_edit(self.workdir, self.config, op, records, source, self.tokenizer)
+        info = apply_edit(self.workdir, self.config, op, records, source, self.tokenizer,
+                          lock_timeout=lock_timeout)
         self._load()
         return info
 
@@ -84,9 +90,9 @@ class RealmQA:
     def delete(self, ids: Sequence[int | str]) -> dict:
         return self.edit("delete", [{"id": i} for i in ids])
 
-    def reindex(self, progress: bool = True) -> dict:
+    def reindex(self, progress: bool = True, lock_timeout: float = EDIT_LOCK_TIMEOUT) -> dict:
         """Re-embeds every block with the run's current embedder (a new main index)."""
 
-        info = reindex(self.workdir, self.config, self.params, progress)
+        info = reindex(self.workdir, self.config, self.params, progress, lock_timeout)
         self._load()
         return info

@@ -8,9 +8,12 @@
 ``DOCS.jsonl`` holds ``{"id", "title", "text"}`` per line (``{"id"}`` for delete); ids are the
 corpus's own (``id`` of its jsonl lines, or the record number of ``blocks.tfr``). An edit embeds
 only the changed documents' blocks and publishes a new corpus version atomically; no training
-step is involved. ``--vocab FILE`` (before the command, or ``$REALM_JAX_VOCAB``) tokenizes with
-another WordPiece vocab than the packaged BERT-base uncased one. Exit status: 0, 1 on bad input
-(one ``error:`` line naming the file, line or field; nothing written), 2 on a usage error.
+step is involved. ``corpus`` and ``index`` hold the workdir's writer lock (``<W>/.lock``) while
+they work: another one says once that it waits, waits up to ``--lock_timeout`` seconds (default
+600; -1: no limit), then fails; ``ask`` never waits. ``--vocab FILE`` (before the command, or
+``$REALM_JAX_VOCAB``) tokenizes with another WordPiece vocab than the packaged BERT-base uncased
+one. Exit status: 0, 1 on bad input (one ``error:`` line naming the file, line or field; nothing
+written), 2 on a usage error.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from realm_jax.data.tokenization import VOCAB_ENV
 from realm_jax.errors import USER_ERRORS
 from realm_jax.index.corpus_edit import read_edit_file
 from realm_jax.run.files import RunDir
+from realm_jax.run.lock import EDIT_LOCK_TIMEOUT
 from realm_jax.serve.api import RealmQA
 
 BOLD_YELLOW, RESET = "\033[1;33m", "\033[0m"
@@ -57,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     corpus.add_argument("--workdir", required=True)
     index = sub.add_parser("index", help="re-embed the corpus with the run's current embedder")
     index.add_argument("--workdir", required=True)
+    for writer in (corpus, index):
+        writer.add_argument("--lock_timeout", type=float, default=EDIT_LOCK_TIMEOUT,
+                            help="seconds to wait while another corpus edit or re-index of the "
+                            "workdir runs (default %(default)g; -1: no limit)")
     return p
 
 
@@ -100,7 +108,7 @@ def _run(args) -> int:
     if args.command == "corpus":
         records = read_edit_file(args.file, args.op)  # checked before the model loads
         qa = RealmQA(args.workdir)
-        info = qa.edit(args.op, records, source=args.file)
+        info = qa.edit(args.op, records, source=args.file, lock_timeout=args.lock_timeout)
         print(f"corpus version {info['version']}: {args.op} {info['documents']} document(s), "
               f"{info['blocks_removed']} block(s) retired, {info['embedded_blocks']} embedded "
               f"in {info['embed_seconds']:.2f} s; {info['live_blocks']} live blocks; "
@@ -110,7 +118,7 @@ def _run(args) -> int:
     qa = RealmQA(args.workdir, getattr(args, "batch_size", 8))
     if args.command == "ask":
         return _ask(args, qa)
-    info = qa.reindex()
+    info = qa.reindex(lock_timeout=args.lock_timeout)
     print(f"index {info['index_step']}: {info['embedded_blocks']} blocks embedded in "
           f"{info['seconds']:.1f} s (corpus version {info['version']})")
     print(json.dumps(info))

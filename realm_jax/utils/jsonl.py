@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
@@ -14,6 +15,8 @@ from realm_jax.errors import JsonlError
 # Read once at import (reading the umask means setting it, which is not thread-safe).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+# A \uXXXX escape of a UTF-16 surrogate: only such a line can decode to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def iter_jsonl(
@@ -38,9 +41,16 @@ def iter_jsonl(
                 record = json.loads(text)
             except json.JSONDecodeError as e:
                 raise JsonlError(path, line_no, f"malformed JSON ({e.msg})") from None
+            except (ValueError, RecursionError) as e:  # an int of > 4300 digits, nesting too deep
+                raise JsonlError(path, line_no, f"unreadable JSON ({e})") from None
             if not isinstance(record, dict):
                 kind = type(record).__name__
                 raise JsonlError(path, line_no, f"expected a JSON object, got {kind}")
+            if _SURROGATE_ESCAPE.search(text):  # a lone one cannot be encoded or written back
+                try:
+                    json.dumps(record, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    raise JsonlError(path, line_no, "lone UTF-16 surrogate escape") from None
             missing = [name for name in required_fields if name not in record]
             if missing:
                 names = ", ".join(repr(m) for m in missing)

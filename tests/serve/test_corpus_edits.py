@@ -19,21 +19,9 @@ from realm_jax.models.retriever import Embedder
 from realm_jax.openqa.answerer import question_ids
 from realm_jax.run.files import read_run_config
 from realm_jax.run.model_setup import realm_config, restore_run_params
-from realm_jax.serve.cli import main
+from tests.serve.cli_helpers import run_cli, write_edit_file
 
 AMBER = "what is the capital of Amber?"
-
-
-def _cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _edit_file(path, records):
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in records)
-    return str(path)
 
 
 def _checkpoint_files(workdir):
@@ -45,21 +33,23 @@ def _checkpoint_files(workdir):
 
 
 def test_replace_changes_the_answer_without_training(run_copy, tmp_path, capsys):
-    code, out, _ = _cli(capsys, "ask", "--workdir", run_copy, AMBER, "--color", "never")
+    code, out, _ = run_cli(capsys, "ask", "--workdir", run_copy, AMBER, "--color", "never")
     assert code == 0 and "A: London" in out
     assert "1. [" in out and "Amber (block 0)" in out and "[[London]]" in out
     checkpoints = _checkpoint_files(run_copy)
 
     oslo = {"id": 0, "title": "Amber", "text": "The capital of Amber is Oslo."}
-    edit = _edit_file(tmp_path / "edit.jsonl", [oslo])
-    code, out, _ = _cli(capsys, "corpus", "replace", "--workdir", run_copy, edit)
+    edit = write_edit_file(tmp_path / "edit.jsonl", [oslo])
+    code, out, _ = run_cli(capsys, "corpus", "replace", "--workdir", run_copy, edit)
     assert code == 0, out
     info = json.loads(out.strip().splitlines()[-1])
     with capsys.disabled():
         print(out.strip().splitlines()[0])
     assert (info["embedded_blocks"], info["blocks_removed"], info["live_blocks"]) == (1, 1, 8)
 
-    code, out, _ = _cli(capsys, "ask", "--workdir", run_copy, AMBER, "--color", "never", "--json")
+    code, out, _ = run_cli(
+        capsys, "ask", "--workdir", run_copy, AMBER, "--color", "never", "--json"
+    )
     p = json.loads(out)
     assert p["prediction"] == "Oslo"
     top = p["evidence"][0]
@@ -69,7 +59,7 @@ def test_replace_changes_the_answer_without_training(run_copy, tmp_path, capsys)
     assert top["text"][s:e] == "Oslo"
     assert all(ev["block"] != 0 for ev in p["evidence"])  # the superseded block is gone
     assert _checkpoint_files(run_copy) == checkpoints  # no training step, no new checkpoint
-    code, out, _ = _cli(capsys, "ask", "--workdir", run_copy, AMBER, "--color", "always")
+    code, out, _ = run_cli(capsys, "ask", "--workdir", run_copy, AMBER, "--color", "always")
     assert "\033[1;33mOslo\033[0m" in out  # the span, highlighted in the terminal
 
 
@@ -78,37 +68,37 @@ def test_edit_cost_follows_the_changed_documents(run_copy, tmp_path, capsys):
     docs = [json.loads(line) for line in open(read_run_config(run_copy).data.corpus)]
     timings = []
     for n in (1, 3):
-        edit = _edit_file(tmp_path / f"e{n}.jsonl", docs[:n])
-        code, out, _ = _cli(capsys, "corpus", "replace", "--workdir", run_copy, edit)
+        edit = write_edit_file(tmp_path / f"e{n}.jsonl", docs[:n])
+        code, out, _ = run_cli(capsys, "corpus", "replace", "--workdir", run_copy, edit)
         info = json.loads(out.strip().splitlines()[-1])
         assert code == 0 and info["embedded_blocks"] == info["blocks_added"] == n
         timings.append((n, info["embed_seconds"], info["seconds"]))
-    code, out, _ = _cli(capsys, "index", "--workdir", run_copy)
+    code, out, _ = run_cli(capsys, "index", "--workdir", run_copy)
     full = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and full["embedded_blocks"] == 8 + 1 + 3  # every row, dead ones too
     with capsys.disabled():
         print(f"edits (documents, embed s, total s): {timings}; re-index {full['seconds']} s")
-    code, out, _ = _cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
+    code, out, _ = run_cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
     assert json.loads(out)["prediction"] == "London"  # answers from the re-embedded index
 
 
 def test_delete_then_add_back(run_copy, tmp_path, capsys):
-    delete = _edit_file(tmp_path / "d.jsonl", [{"id": 0}])
-    assert _cli(capsys, "corpus", "delete", "--workdir", run_copy, delete)[0] == 0
-    _, out, _ = _cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
+    delete = write_edit_file(tmp_path / "d.jsonl", [{"id": 0}])
+    assert run_cli(capsys, "corpus", "delete", "--workdir", run_copy, delete)[0] == 0
+    _, out, _ = run_cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
     p = json.loads(out)
     assert all(e["title"] != "Amber" for e in p["evidence"]) and len(p["evidence"]) == 5
     lisbon = {"id": 0, "title": "Amber", "text": "The capital of Amber is Lisbon."}
-    add = _edit_file(tmp_path / "a.jsonl", [lisbon])
-    assert _cli(capsys, "corpus", "add", "--workdir", run_copy, add)[0] == 0
-    _, out, _ = _cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
+    add = write_edit_file(tmp_path / "a.jsonl", [lisbon])
+    assert run_cli(capsys, "corpus", "add", "--workdir", run_copy, add)[0] == 0
+    _, out, _ = run_cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
     assert json.loads(out)["prediction"] == "Lisbon"
 
 
 def test_evidence_probabilities_are_the_retrieval_distribution(run_copy, capsys):
     """p(z|x) recomputed here from the checkpoint and the index: softmax over the beam of the
     query tower's inner products (the beam holds every block, so it is the full p(z|x))."""
-    code, out, _ = _cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
+    code, out, _ = run_cli(capsys, "ask", "--workdir", run_copy, AMBER, "--json")
     evidence = json.loads(out)["evidence"]
     config, params, _ = restore_run_params(run_copy)
     cfg = realm_config(config.model)
@@ -134,9 +124,9 @@ def test_evidence_probabilities_are_the_retrieval_distribution(run_copy, capsys)
 @pytest.mark.parametrize("mode", ["arguments", "file"])
 def test_ask_batch_mode_writes_predictions(run_copy, tmp_path, capsys, mode):
     out_path = str(tmp_path / "P.jsonl")
-    questions = _edit_file(tmp_path / "Q.jsonl", [{"question": AMBER}, {"question": "x y z"}])
+    questions = write_edit_file(tmp_path / "Q.jsonl", [{"question": AMBER}, {"question": "x y z"}])
     argv = ["--questions", questions, "--output", out_path] if mode == "file" else [AMBER]
-    code, out, _ = _cli(capsys, "ask", "--workdir", run_copy, *argv)
+    code, out, _ = run_cli(capsys, "ask", "--workdir", run_copy, *argv)
     assert code == 0
     if mode == "file":
         rows = [json.loads(line) for line in open(out_path)]
@@ -149,9 +139,9 @@ def test_ask_batch_mode_writes_predictions(run_copy, tmp_path, capsys, mode):
 def test_an_edit_that_fails_publishes_nothing(run_copy, tmp_path, capsys, monkeypatch, failure):
     """Killed while embedding (after its blocks were packed): no version, no temporary files."""
 
-    first = _edit_file(tmp_path / "ok.jsonl", [{"id": 1, "title": "Birch", "text": "The capital "
-                                                "of Birch is Rome."}])
-    assert _cli(capsys, "corpus", "replace", "--workdir", run_copy, first)[0] == 0
+    birch = {"id": 1, "title": "Birch", "text": "The capital of Birch is Rome."}
+    first = write_edit_file(tmp_path / "ok.jsonl", [birch])
+    assert run_cli(capsys, "corpus", "replace", "--workdir", run_copy, first)[0] == 0
     serving = os.path.join(run_copy, "serving")
     before = sorted(os.listdir(os.path.join(serving, "corpus")))
 
@@ -159,14 +149,14 @@ def test_an_edit_that_fails_publishes_nothing(run_copy, tmp_path, capsys, monkey
         raise failure
 
     monkeypatch.setattr(corpus_edit, "embed_blocks", broken)
-    edit = _edit_file(tmp_path / "e.jsonl", [{"id": 0, "title": "A", "text": "Amber is new."}])
+    edit = write_edit_file(tmp_path / "e.jsonl", [{"id": 0, "title": "A", "text": "Amber is new."}])
     with pytest.raises(type(failure)):
         from realm_jax.serve.api import RealmQA
 
         RealmQA(run_copy).edit("replace", [{"id": 0, "title": "A", "text": "x", "line": 1}], edit)
     assert sorted(os.listdir(os.path.join(serving, "corpus"))) == before == ["1", "LATEST"]
     monkeypatch.undo()
-    _, out, _ = _cli(
+    _, out, _ = run_cli(
         capsys, "ask", "--workdir", run_copy, "what is the capital of Birch?", "--json"
     )
     assert json.loads(out)["prediction"] == "Rome"  # version 1 still serves
