@@ -30,6 +30,7 @@ from realm_jax.data.released_blocks import (
 from realm_jax.data.salient_spans import build_salient_spans
 from realm_jax.data.tokenization import Tokenizer
 from realm_jax.errors import CorpusError, JsonlError
+from realm_jax.utils.paths import check_output
 
 _CORPUS = flags.DEFINE_string("corpus", None, "jsonl of {title, text}, or ORQA's blocks.tfr.")
 _TITLES = flags.DEFINE_string("titles", None, "ORQA's titles.tfr, when --corpus is blocks.tfr.")
@@ -41,7 +42,7 @@ _BLOCK_RECORDS = flags.DEFINE_string(
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Directory of the block store to create.")
 _MAX_LEN = flags.DEFINE_integer(
-    "max_len", DEFAULT_MAX_LEN, "Wordpieces per block, specials included."
+    "max_len", DEFAULT_MAX_LEN, "Wordpieces per block, specials included.", lower_bound=3
 )
 _SALIENT = flags.DEFINE_bool("salient_spans", False, "Also annotate entities and dates (spaCy).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing store at --output.")
@@ -80,6 +81,8 @@ def main(argv: list[str]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     try:
+        inputs = [_CORPUS.value, _TITLES.value, _EXAMPLES.value, _BLOCK_RECORDS.value]
+        check_output(_OUTPUT.value, inputs, "--output", directory=True)
         meta = _build_store()
         if _SALIENT.value:
             spans = build_salient_spans(_OUTPUT.value, overwrite=True)

@@ -19,6 +19,7 @@ from realm_jax.data.questions import CONFIGS
 from realm_jax.errors import USER_ERRORS
 from realm_jax.openqa.predict import evaluate_run
 from realm_jax.train.launch import quiet_logs
+from realm_jax.utils.paths import check_output
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "An open-QA fine-tuning workdir.")
 _DATASET = flags.DEFINE_enum("dataset", None, list(CONFIGS), "A packaged question set.")
@@ -26,7 +27,9 @@ _SPLIT = flags.DEFINE_string("split", "test", "Its split (train, dev, test).")
 _QUESTIONS = flags.DEFINE_string("questions", None, "Or a jsonl of {question, answer: [...]}.")
 _REGEX = flags.DEFINE_bool("regex", None, "Answers are regexes (default: only for ct).")
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the predictions here.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Questions per prediction batch.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 16, "Questions per prediction batch.", lower_bound=1
+)
 flags.mark_flags_as_required(["checkpoint"])
 
 
@@ -37,6 +40,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("give exactly one of --dataset or --questions")
     quiet_logs()
     try:
+        if _OUTPUT.value is not None:
+            check_output(_OUTPUT.value, [_QUESTIONS.value])
         metrics = evaluate_run(
             _CHECKPOINT.value, _DATASET.value, _SPLIT.value, _QUESTIONS.value, _REGEX.value,
             _OUTPUT.value, _BATCH_SIZE.value,

@@ -22,7 +22,9 @@ from realm_jax.train.launch import quiet_logs
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "An open-QA fine-tuning workdir.")
 _QUESTIONS = flags.DEFINE_string("questions", None, "jsonl of {question, ...}.")
 _OUTPUT = flags.DEFINE_string("output", None, "Predictions jsonl to write.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Questions per prediction batch.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 16, "Questions per prediction batch.", lower_bound=1
+)
 flags.mark_flags_as_required(["checkpoint", "questions", "output"])
 
 

@@ -30,17 +30,19 @@ flags.DEFINE_string("index_dir", None, "Where indexes are published.", required=
 flags.DEFINE_string("blocks", None, "Block store directory or .npz of token arrays.", required=True)
 flags.DEFINE_enum("searcher", "scann", ["scann", "exact"], "Searcher to build.")
 flags.DEFINE_enum("emb_dtype", "float32", ["float32", "bfloat16"], "Stored embedding dtype.")
-flags.DEFINE_integer("batch_size", 256, "Global embedding batch.")
-flags.DEFINE_integer("max_len", 288, "Block length the document tower sees.")
-flags.DEFINE_integer("keep", 3, "Published indexes kept.")
-flags.DEFINE_float("poll_seconds", 1.0, "Seconds between checkpoint polls.")
+flags.DEFINE_integer("batch_size", 256, "Global embedding batch.", lower_bound=1)
+flags.DEFINE_integer("max_len", 288, "Block length the document tower sees.", lower_bound=3)
+flags.DEFINE_integer("keep", 3, "Published indexes kept.", lower_bound=1)
+flags.DEFINE_float("poll_seconds", 1.0, "Seconds between checkpoint polls.", lower_bound=0.01)
 flags.DEFINE_bool("progress", True, "Progress bar while embedding (only on a terminal).")
 flags.DEFINE_integer(
     "in_order_every", 0, "Beside a trainer with index.swap_lag: its checkpoint_every_steps (index "
-    "every such checkpoint, oldest first); 0: the newest checkpoint first."
+    "every such checkpoint, oldest first); 0: the newest checkpoint first.", lower_bound=0
 )
 devices.define_flags()
-flags.DEFINE_integer("shard_rows", SHARD_ROWS, "Blocks per embedding shard (the unit of resuming).")
+flags.DEFINE_integer(
+    "shard_rows", SHARD_ROWS, "Blocks per embedding shard (the unit of resuming).", lower_bound=1
+)
 
 
 def main(argv):

@@ -55,7 +55,8 @@ _SCALE = flags.DEFINE_enum(
 )
 _DATASETS = flags.DEFINE_list("datasets", list(plan.DATASETS), "Table 1's question sets.")
 _MAX_TEST = flags.DEFINE_integer(
-    "max_test_questions", 534, "Score a fixed sample of n test questions per set (0: all)."
+    "max_test_questions", 534, "Score a fixed sample of n test questions per set (0: all).",
+    lower_bound=0,
 )
 _SET = flags.DEFINE_multi_string("set", [], "field=value config override for every run.")
 _ISOLATE = flags.DEFINE_bool(

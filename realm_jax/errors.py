@@ -51,8 +51,10 @@ class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN / Inf loss or parameters; the message names the step to resume."""
 
 
-# Failures a user can fix: reported as one stderr line and exit status 1.
+# Failures a user can fix: reported as one stderr line and exit status 1. OSError covers every
+# failure of the filesystem (no such file, permission denied, no space left, I/O error, a
+# directory where a file was expected); its message names the path.
 USER_ERRORS = (
-    ConfigError, NonFiniteLossError, JsonlError, CorpusError, ConversionError, FileNotFoundError,
-    CheckpointError, MissingExtraError, WorkdirBusyError,
+    ConfigError, NonFiniteLossError, JsonlError, CorpusError, ConversionError, OSError,
+    CheckpointError, MissingExtraError,
 )

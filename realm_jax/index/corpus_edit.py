@@ -35,6 +35,7 @@ from ml_collections import ConfigDict
 from realm_jax.data import input_pipeline as ip
 from realm_jax.data.blocks import BlockStore, build_blocks
 from realm_jax.data.corpus_view import CorpusView, open_view
+from realm_jax.data.tokenization import shared_tokenizer
 from realm_jax.errors import ConfigError, JsonlError
 from realm_jax.index.delta import DeltaSearcher, StackedRows
 from realm_jax.index.live import embed_blocks
@@ -131,8 +132,10 @@ def read_edit_file(path: str, op: str) -> list[dict]:
 
 def check_records(records: list[dict], op: str, source: str) -> list[dict]:
     """``{id, title, text}`` records (``{id}`` for delete), each with its ``line``, checked: one
-    error line names the source and line of a missing field, a wrong type, an empty text or a
-    repeated id. Returns them with ids as strings (ids compare as the corpus's, textually)."""
+    error line names the source and line of a missing field, a wrong type, an empty text (one
+    with no wordpieces, e.g. only zero-width or control characters, too: a replace by it would
+    only retire the old blocks) or a repeated id. Returns them with ids as strings (ids compare
+    as the corpus's, textually)."""
     fields = ("id",) if op == "delete" else ("id", "title", "text")
     out, first_line = [], {}
     for r in records:
@@ -154,6 +157,12 @@ def check_records(records: list[dict], op: str, source: str) -> list[dict]:
         out.append({"id": key, **{n: r[n] for n in fields[1:]}, "line": line})
     if not out:
         raise JsonlError(source, 1, "no documents")
+    if op != "delete":
+        pieces = shared_tokenizer().tokenize([r["text"] for r in out])
+        for r, ids in zip(out, pieces, strict=True):
+            if not ids:
+                raise JsonlError(source, r["line"], "field 'text' has no words (only spaces, "
+                                 "control or zero-width characters)")
     return out
 
 

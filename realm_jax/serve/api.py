@@ -26,6 +26,7 @@ from realm_jax.openqa.answerer import load_openqa_run
 from realm_jax.openqa.predict import read_question_file
 from realm_jax.run.lock import EDIT_LOCK_TIMEOUT
 from realm_jax.utils.jsonl import write_jsonl
+from realm_jax.utils.paths import check_output
 
 log = logging.getLogger("realm_jax")
 
@@ -42,8 +43,9 @@ class RealmQA:
         self.tokenizer = shared_tokenizer()
 
     def check_questions(self, questions: Sequence[str], where: str = "question") -> None:
-        """Empty or non-string questions are errors; over-long ones are truncated, with a
-        warning naming them (the model reads ``openqa.question_len`` wordpieces)."""
+        """Empty or non-string questions are errors, and so are questions with no wordpieces
+        (only control or zero-width characters); over-long ones are truncated, with a warning
+        naming them (the model reads ``openqa.question_len`` wordpieces)."""
         limit = self.config.openqa.question_len - 2  # [CLS] ... [SEP]
         for i, q in enumerate(questions, start=1):
             if not isinstance(q, str) or not q.strip():
@@ -51,6 +53,9 @@ class RealmQA:
                                     else f"{where} {i} is not a string")
         lengths = [len(t) for t in self.tokenizer.tokenize(list(questions))]
         for i, n in enumerate(lengths, start=1):
+            if n == 0:
+                raise QuestionError(f"{where} {i} has no words (only control or zero-width "
+                                    "characters)")
             if n > limit:
                 log.warning("%s %d has %d wordpieces; the model reads the first %d", where, i,
                             n, limit)
@@ -66,6 +71,7 @@ class RealmQA:
     def ask_file(self, questions_path: str, output: str) -> int:
         """Answers a jsonl of ``{question, ...}`` into ``output`` (jsonl, written atomically);
         returns the number of predictions."""
+        check_output(output, [questions_path])
         rows = read_question_file(questions_path)
         questions = [r["question"] for r in rows]
         return write_jsonl(output, self.ask(questions, where=f"{questions_path}: question"))

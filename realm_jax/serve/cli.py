@@ -4,6 +4,7 @@
   realm-jax ask --workdir W --questions Q.jsonl --output P.jsonl     (batch; as predict.py)
   realm-jax corpus add|replace|delete --workdir W DOCS.jsonl
   realm-jax index --workdir W                           re-embed every block, current embedder
+  realm-jax index --workdir W --verify                  check every published index byte for byte
 
 ``DOCS.jsonl`` holds ``{"id", "title", "text"}`` per line (``{"id"}`` for delete); ids are the
 corpus's own (``id`` of its jsonl lines, or the record number of ``blocks.tfr``). An edit embeds
@@ -28,6 +29,8 @@ import textwrap
 from realm_jax.data.tokenization import VOCAB_ENV
 from realm_jax.errors import USER_ERRORS
 from realm_jax.index.corpus_edit import read_edit_file
+from realm_jax.index.store import verify_all
+from realm_jax.index.versions import SERVING_INDEX
 from realm_jax.run.files import RunDir
 from realm_jax.run.lock import EDIT_LOCK_TIMEOUT
 from realm_jax.serve.api import RealmQA
@@ -42,6 +45,13 @@ class _OnlyOurs(logging.Filter):
         return record.name.startswith("realm_jax") or record.levelno >= logging.ERROR
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="realm-jax", description=__doc__.split("\n\n")[0])
     p.add_argument("--vocab", help=f"WordPiece vocab file (default: ${VOCAB_ENV}, else the "
@@ -54,13 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--output", help="batch mode: predictions jsonl to write")
     ask.add_argument("--json", action="store_true", help="print each prediction as JSON")
     ask.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    ask.add_argument("--batch_size", type=int, default=8)
+    ask.add_argument("--batch_size", type=_positive_int, default=8,
+                     help="questions per forward pass (default %(default)s)")
     corpus = sub.add_parser("corpus", help="add, replace or delete documents")
     corpus.add_argument("op", choices=("add", "replace", "delete"))
     corpus.add_argument("file", help="jsonl of {id, title, text} ({id} for delete)")
     corpus.add_argument("--workdir", required=True)
     index = sub.add_parser("index", help="re-embed the corpus with the run's current embedder")
     index.add_argument("--workdir", required=True)
+    index.add_argument("--verify", action="store_true",
+                       help="check every published index of the run against its SHA-256 sums "
+                       "(a load checks sizes and sampled pieces only) instead of re-embedding; "
+                       "exit status 1 if one is damaged")
     for writer in (corpus, index):
         writer.add_argument("--lock_timeout", type=float, default=EDIT_LOCK_TIMEOUT,
                             help="seconds to wait while another corpus edit or re-index of the "
@@ -102,9 +117,25 @@ def _ask(args, qa) -> int:
     return 0
 
 
+def _verify(workdir: str) -> int:
+    """``index --verify``: one line per published index (training and serving), worst last."""
+    roots = [RunDir(workdir).index, os.path.join(workdir, SERVING_INDEX)]
+    results = [r for root in roots if os.path.isdir(root) for r in verify_all(root)]
+    if not results:
+        raise FileNotFoundError(f"{workdir}: no published index to verify")
+    for directory, seconds, problem in results:
+        state = "ok" if problem is None else f"DAMAGED: {problem}"
+        print(f"{directory}: {state} ({seconds:.1f} s)")
+    damaged = sum(problem is not None for _, _, problem in results)
+    print(f"{len(results)} index(es) checked, {damaged} damaged")
+    return 1 if damaged else 0
+
+
 def _run(args) -> int:
     if not RunDir(args.workdir).is_run():
         raise FileNotFoundError(f"{args.workdir}: not a run directory (no config.json)")
+    if args.command == "index" and args.verify:
+        return _verify(args.workdir)
     if args.command == "corpus":
         records = read_edit_file(args.file, args.op)  # checked before the model loads
         qa = RealmQA(args.workdir)

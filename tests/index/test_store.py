@@ -10,7 +10,7 @@ import pytest
 from realm_jax.index.exact import ExactSearcher
 from realm_jax.index.scann_searcher import ScannSearcher
 from realm_jax.index.searcher import BFLOAT16
-from realm_jax.index.store import EMBEDDINGS, LATEST, META, IndexStore
+from realm_jax.index.store import EMBEDDINGS, LATEST, META, IndexCorrupt, IndexStore, verify_all
 
 N, D = 300, 8
 
@@ -118,4 +118,68 @@ def test_unreadable_latest_is_a_warning(tmp_path, caplog):
         assert store.load() is None
     assert any("LATEST" in r.message for r in caplog.records)
     meta = json.loads((tmp_path / "1" / META).read_text())
-    assert meta["step"] == 1 and set(meta["files"][EMBEDDINGS]) == {"bytes", "sha256"}
+    assert meta["step"] == 1
+    assert set(meta["files"][EMBEDDINGS]) == {"bytes", "sha256", "sample_sha256"}
+
+
+def _flip_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_the_default_check_is_sampled_and_the_full_check_reads_every_byte(tmp_path, caplog):
+    """A byte changed between the sampled pieces passes the default load (its documented limit)
+    and fails the full check, which then falls back to the previous index; a truncated file or a
+    changed sampled piece fails both."""
+    big = np.random.default_rng(0).normal(size=(20_000, 32)).astype(np.float32)  # 2.4 MiB
+    store = IndexStore(str(tmp_path))
+    store.publish(1, big[:100], ExactSearcher(big[:100]))
+    store.publish(2, big, ExactSearcher(big))
+    path = os.path.join(store.step_dir(2), EMBEDDINGS)
+    size = os.path.getsize(path)
+    step_between = (size - (1 << 16)) // 15  # samples start at multiples of this
+    _flip_byte(path, step_between // 2 + 10)  # inside no sampled piece
+    assert store.load().step == 2
+    with caplog.at_level(logging.WARNING):
+        assert IndexStore(str(tmp_path), full_check=True).load().step == 1
+    assert any("bad checksum for embeddings.npy" in r.message for r in caplog.records)
+    with pytest.raises(IndexCorrupt, match="bad checksum"):
+        store.verify(2, full=True)
+    _flip_byte(path, step_between // 2 + 10)  # restored
+    _flip_byte(path, 2 * step_between + 5)  # inside a sampled piece
+    with pytest.raises(IndexCorrupt, match=r"bad checksum for embeddings.npy \(sampled\)"):
+        store.verify(2)
+    _flip_byte(path, 2 * step_between + 5)
+    store.verify(2, full=True)
+    with open(path, "r+b") as f:
+        f.truncate(size - 4)
+    for full in (False, True):
+        with pytest.raises(IndexCorrupt, match=f"has {size - 4} bytes, not {size}"):
+            store.verify(2, full=full)
+
+
+def test_an_index_published_before_sampled_digests_still_loads(tmp_path):
+    store = IndexStore(str(tmp_path))
+    _publish(store, 1)
+    meta_path = os.path.join(store.step_dir(1), META)
+    with open(meta_path) as f:
+        meta = json.load(f)
+    for record in meta["files"].values():
+        del record["sample_sha256"]
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    assert store.load().step == 1
+    store.verify(1, full=True)
+
+
+def test_verify_all_names_each_damaged_index(tmp_path):
+    store = IndexStore(str(tmp_path))
+    _publish(store, 1)
+    _publish(store, 2)
+    _flip_byte(os.path.join(store.step_dir(1), EMBEDDINGS), 200)
+    results = verify_all(str(tmp_path))
+    assert [(os.path.basename(d), p is None) for d, _, p in results] == [("1", False), ("2", True)]
+    assert "bad checksum for embeddings.npy" in results[0][2]

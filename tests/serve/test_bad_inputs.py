@@ -59,6 +59,10 @@ CORPUS_CASES = {
     "id already there": (_lines(dict(DOC, id=0)), "add", ":1: id 0 is already in the corpus"),
     "unknown id": (_lines(dict(DOC, id=99)), "replace", ":1: id 99 is not in the corpus"),
     "empty text": (_lines(dict(DOC, text=" ")), "add", ":1: field 'text' is empty"),
+    "a replace by text without words": (
+        _lines(dict(DOC, id=0, text="\u200b\u2060\u0007")), "replace",
+        ":1: field 'text' has no words (only spaces, control or zero-width characters)",
+    ),
 }
 
 
@@ -81,6 +85,10 @@ QUESTION_CASES = {
     "missing question field": (_lines({"q": "x"}), "{Q}:1: missing field 'question'"),
     "non-UTF-8 questions": (b'{"question": "\xfe"}\n', "{Q}:1: not UTF-8"),
     "malformed questions": ("{question: 1}\n", "{Q}:1: malformed JSON"),
+    "zero-width question": (["\u200b\u200c"], "question 1 has no words"),
+    "control characters in a file": (
+        _lines({"question": "\u0007\u200b\u0008"}), "{Q}: question 1 has no words",
+    ),
 }
 
 
@@ -96,6 +104,51 @@ def test_ask_rejects(case, run_copy, tmp_path, capsys):
     error = _one_error(capsys, main(["ask", "--workdir", run_copy, *argv]))
     assert error.startswith(message.format(Q=tmp_path / "Q.jsonl")), error
     assert not os.path.exists(out) and _tree(run_copy) == before
+
+
+@pytest.mark.parametrize("case", ["the questions file", "a directory", "empty", "no parent"])
+def test_ask_refuses_an_output_it_must_not_write(case, run_copy, tmp_path, capsys):
+    questions = _write(tmp_path / "Q.jsonl", _lines({"question": "what is the capital of Amber?"}))
+    output, message = {
+        "the questions file": (questions, f"--output {questions} is an input"),
+        "a directory": (str(tmp_path), f"--output {tmp_path} is a directory"),
+        "empty": ("", "--output is empty"),
+        "no parent": (str(tmp_path / "Q.jsonl" / "P.jsonl"), "is not a directory"),
+    }[case]
+    argv = ["ask", "--workdir", run_copy, "--questions", questions, "--output", output]
+    if case == "empty":  # argparse: --questions and --output go together
+        with pytest.raises(SystemExit):
+            main(argv)
+        return
+    before = _tree(tmp_path)
+    error = _one_error(capsys, main(argv))
+    assert message in error, error
+    assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_a_batch_size_below_one_is_a_usage_error(value, run_copy, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["ask", "--workdir", run_copy, "q?", "--batch_size", value])
+    assert exit_.value.code == 2
+    assert f"--batch_size: {value} is not a positive integer" in capsys.readouterr().err
+
+
+def test_index_verify_names_a_damaged_index(run_copy, capsys):
+    assert main(["index", "--workdir", run_copy, "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("index(es) checked, 0 damaged") and ": ok (" in out
+    index_dir = os.path.join(run_copy, "index")
+    step = max(int(n) for n in os.listdir(index_dir) if n.isdigit())
+    with open(os.path.join(index_dir, str(step), "embeddings.npy"), "r+b") as f:
+        f.seek(200)
+        byte = f.read(1)
+        f.seek(200)
+        f.write(bytes([byte[0] ^ 1]))
+    assert main(["index", "--workdir", run_copy, "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"{index_dir}/{step}: DAMAGED: " in out and "bad checksum for embeddings.npy" in out
+    assert out.strip().endswith("1 damaged")
 
 
 def test_long_question_is_truncated_with_a_warning(run_copy, capsys):

@@ -1,0 +1,41 @@
+"""Output paths checked before anything is written: never empty, never an input."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from realm_jax.errors import ConfigError
+
+
+def check_output(
+    path: str | None,
+    inputs: Sequence[str | None] = (),
+    flag: str = "--output",
+    directory: bool = False,
+) -> str:
+    """``path`` if a file (``directory``: a directory, replaced when it exists) may be written
+    there; else a one-line ConfigError naming ``flag``.
+
+    Refused: an empty path (it would mean the current directory), a path that is one of
+    ``inputs``, a directory output holding an input (replacing it would delete the input), a file
+    output that is an existing directory, and a file output whose parent is not a directory.
+    """
+    if path is None or not str(path).strip():
+        raise ConfigError(f"{flag} is empty; give a path to write")
+    target = os.path.realpath(path)
+    for given in inputs:
+        if not given:
+            continue
+        source = os.path.realpath(given)
+        if source == target:
+            raise ConfigError(f"{flag} {path} is an input; give another path")
+        if directory and source.startswith(target.rstrip(os.sep) + os.sep):
+            raise ConfigError(f"{flag} {path} holds the input {given}; give another directory")
+    if not directory:
+        if os.path.isdir(target):
+            raise ConfigError(f"{flag} {path} is a directory; give a file path")
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            raise ConfigError(f"{flag} {path}: {parent} is not a directory")
+    return path
