@@ -9,7 +9,8 @@ memory-mapped; no process ever holds the whole [N, D] array in memory.
 
 Layout of ``workdir`` (one per pass, e.g. ``<index_root>/.embed-<step>``):
   spec.json          what the pass embeds: step tag, corpus fingerprint, shape, dtype, batching
-  shard-<k>.npy      finished shards (a killed writer leaves only ``.shard-<k>.tmp``)
+  shard-<k>.npy      finished shards (a killed writer leaves only ``.shard-<k>.tmp``; one that
+                     fails, e.g. on a full disk, removes it and raises an OSError naming it)
   embeddings.npy     the merged result
 
 Resuming: a pass restarted on the same ``workdir`` with the same spec skips finished shards. Every
@@ -20,6 +21,7 @@ starts over, with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,6 +40,7 @@ from realm_jax.utils.array_dir import write_array, write_npy_header
 from realm_jax.utils.devices import sync
 from realm_jax.utils.jsonl import atomic_write
 from realm_jax.utils.progress import progress_bar
+from realm_jax.utils.writes import naming
 
 SHARD_ROWS = 1 << 16  # 65,536 blocks (13.35M blocks: 204 shards; bfloat16: 16 MB each)
 SPEC, MERGED = "spec.json", "embeddings.npy"
@@ -191,29 +194,42 @@ def _prepare(workdir: str, spec: PassSpec) -> None:
 def _save_atomic(path: str, emb: np.ndarray) -> None:
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name[:-4]}.tmp")
-    write_array(tmp, stored_bits(emb))  # fsynced
-    os.replace(tmp, path)
+    try:
+        write_array(tmp, stored_bits(emb))  # fsynced
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an I/O error: no half shard is left
+        _remove(tmp)
+        raise
 
 
 def _merge(workdir: str, spec: PassSpec, merged: str) -> None:
     """Concatenates the shards into one .npy by file copies (nothing mapped or held whole)."""
     stored = np.dtype(np.uint16) if spec.dtype == "bfloat16" else np.dtype(spec.dtype)
     tmp = os.path.join(workdir, f".{MERGED}.tmp")
-    with open(tmp, "wb") as out:
-        write_npy_header(out, stored, (spec.num_blocks, spec.dim))
-        for k in range(spec.num_shards):
-            path = shard_path(workdir, k)
-            part = np.load(path, mmap_mode="r")
-            want = (spec.rows(k), spec.dim)
-            if part.shape != want or part.dtype != stored:
-                raise ValueError(
-                    f"{path}: {part.dtype}{list(part.shape)}, expected {stored}{list(want)}"
-                )
-            offset = part.offset
-            del part
-            with open(path, "rb") as f:
-                f.seek(offset)
-                shutil.copyfileobj(f, out, 1 << 22)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, merged)
+    try:
+        with naming(tmp), open(tmp, "wb") as out:
+            write_npy_header(out, stored, (spec.num_blocks, spec.dim))
+            for k in range(spec.num_shards):
+                path = shard_path(workdir, k)
+                part = np.load(path, mmap_mode="r")
+                want = (spec.rows(k), spec.dim)
+                if part.shape != want or part.dtype != stored:
+                    raise ValueError(
+                        f"{path}: {part.dtype}{list(part.shape)}, expected {stored}{list(want)}"
+                    )
+                offset = part.offset
+                del part
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    shutil.copyfileobj(f, out, 1 << 22)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, merged)
+    except BaseException:  # the shards stay: a resumed pass merges again
+        _remove(tmp)
+        raise
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)

@@ -8,8 +8,10 @@ Layout (one writer, the refresher; any number of readers):
   <root>/LATEST                 the newest published step: publishing *is* updating this file
 
 ``publish`` writes ``<step>.tmp/``, fsyncs every file and directory, renames it to ``<step>/``,
-then replaces LATEST atomically and prunes all but the newest ``keep``. Readers take the newest
-step <= LATEST that verifies; a damaged one is skipped with a warning naming it.
+then replaces LATEST atomically and prunes all but the newest ``keep``. A publish that fails (a
+full disk, an I/O error: an OSError naming the file) removes its ``<step>.tmp/``; the published
+steps are untouched. Readers take the newest step <= LATEST that verifies; a damaged one is
+skipped with a warning naming it.
 
 Checks: the checksums are computed once, at publish. A load checks by default every file's size
 and a SHA-256 of ``SAMPLES`` evenly spaced 64 KiB pieces of it (the whole of a file up to 1 MiB):
@@ -20,6 +22,7 @@ published before the sampled digest existed are checked by size only unless chec
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -38,6 +41,7 @@ from realm_jax.index.scann_searcher import ScannSearcher
 from realm_jax.index.searcher import BFLOAT16, Searcher, release_pages
 from realm_jax.utils.array_dir import write_npy_header
 from realm_jax.utils.jsonl import atomic_write
+from realm_jax.utils.writes import naming, write_array_bytes
 
 LATEST = "LATEST"
 META = "meta.json"
@@ -116,6 +120,33 @@ class IndexStore:
         tmp = os.path.join(self.root, f"{step}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)  # left by a killed refresher
         os.makedirs(os.path.join(tmp, SEARCHER_DIR))
+        try:
+            meta = self._write(tmp, step, block_emb, searcher, extra, phase, embeddings_file)
+            phase("publish:rename")
+            final = self.step_dir(step)
+            if os.path.exists(final):  # re-publishing a step: move the old copy out of sight first
+                _remove_dir(final, self.root)
+            os.replace(tmp, final)
+        except BaseException:  # a full disk, an I/O error, an interrupt: no <step>.tmp is left
+            moved = os.path.join(tmp, EMBEDDINGS)
+            if embeddings_file is not None and os.path.exists(moved):
+                with contextlib.suppress(OSError):  # the pass keeps its output
+                    os.replace(moved, embeddings_file)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _fsync_path(self.root)
+        phase("publish:latest")
+        with atomic_write(os.path.join(self.root, LATEST)) as f:
+            f.write(f"{step}\n")
+        phase("publish:prune")
+        self.prune()
+        return meta
+
+    def _write(
+        self, tmp: str, step: int, block_emb: np.ndarray, searcher: Searcher, extra: dict | None,
+        phase: PhaseFn, embeddings_file: str | None,
+    ) -> dict:
+        """Writes index ``step`` into ``tmp`` (its files, then meta.json), fsynced; its meta."""
         phase("publish:embeddings")
         dtype = np.dtype(block_emb.dtype)
         if embeddings_file is not None:
@@ -144,23 +175,13 @@ class IndexStore:
         phase("publish:fsync")
         for rel in meta["files"]:
             _fsync_path(os.path.join(tmp, rel))
-        with open(os.path.join(tmp, META), "w", encoding="utf-8") as f:
+        path = os.path.join(tmp, META)
+        with naming(path), open(path, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         _fsync_path(os.path.join(tmp, SEARCHER_DIR))
         _fsync_path(tmp)
-        phase("publish:rename")
-        final = self.step_dir(step)
-        if os.path.exists(final):  # re-publishing a step: move the old copy out of sight first
-            _remove_dir(final, self.root)
-        os.replace(tmp, final)
-        _fsync_path(self.root)
-        phase("publish:latest")
-        with atomic_write(os.path.join(self.root, LATEST)) as f:
-            f.write(f"{step}\n")
-        phase("publish:prune")
-        self.prune()
         return meta
 
     def prune(self) -> None:
@@ -289,10 +310,10 @@ def _write_npy(path: str, block_emb: np.ndarray, chunk_rows: int = 1 << 18) -> N
     """block_emb [N, D] as an .npy (``stored_bits``) written in chunks, so a memory-mapped
     source streams through memory instead of becoming resident (13.35M x 128: 3.4-6.8 GB)."""
     stored = stored_bits(block_emb)
-    with open(path, "wb") as f:
+    with naming(path), open(path, "wb") as f:
         write_npy_header(f, stored.dtype, stored.shape)
         for start in range(0, len(stored), chunk_rows):
-            np.ascontiguousarray(stored[start : start + chunk_rows]).tofile(f)
+            write_array_bytes(f, stored[start : start + chunk_rows])
             release_pages(block_emb)
 
 
@@ -339,7 +360,8 @@ def _sample_sha256(path: str) -> str:
 def _fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        with naming(path):
+            os.fsync(fd)
     finally:
         os.close(fd)
 

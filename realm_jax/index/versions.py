@@ -27,6 +27,7 @@ import shutil
 from realm_jax.index.store import IndexStore
 from realm_jax.run.files import INDEX_DIR, SERVING_DIR
 from realm_jax.utils.jsonl import atomic_write, fsync_directory
+from realm_jax.utils.writes import naming
 
 LATEST = "LATEST"
 SERVING_INDEX = os.path.join(SERVING_DIR, INDEX_DIR)  # where ``reindex`` publishes, in the workdir
@@ -70,11 +71,13 @@ def write_version(tmp: str, meta: dict) -> None:
     missing = [n for n in needed if not os.path.isfile(os.path.join(tmp, n))]
     if missing:
         raise RuntimeError(f"{tmp}: version {meta['version']} lacks {', '.join(missing)}")
-    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
+    path = os.path.join(tmp, "meta.json")
+    with naming(path), open(path, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
     for parent, _, names in os.walk(tmp, topdown=False):
         for name in names:
-            with open(os.path.join(parent, name), "rb") as f:
+            path = os.path.join(parent, name)
+            with naming(path), open(path, "rb") as f:
                 os.fsync(f.fileno())
         fsync_directory(parent)
 

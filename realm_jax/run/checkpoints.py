@@ -6,7 +6,10 @@ Layout of a checkpoint directory:
   <dir>/DONE                the trainer has finished: the refresher indexes the last step and exits
 
 Orbax writes each step into a temporary directory and renames it when complete, so a reader only
-ever lists finished steps. ``restore_embedder_params`` reads the document tower's arrays alone.
+ever lists finished steps. A save that fails for want of disk (or another filesystem error) is an
+OSError naming the step (raised by ``save`` or, for an asynchronous save, ``wait`` or the next
+``save``); its temporary directory is removed and the steps saved before are untouched.
+``restore_embedder_params`` reads the document tower's arrays alone.
 A finished step can still be damaged later (a truncated or deleted file): ``restore_latest_good``
 then falls back to the newest step that restores, and the trainer moves the broken one aside to
 ``<dir>/<step>.corrupt`` (orbax lists only ``<dir>/<step>``) so that it can save that step again.
@@ -14,11 +17,14 @@ then falls back to the newest step that restores, and the trainer moves the brok
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
 import os
-from collections.abc import Callable
+import re
+import shutil
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import jax
@@ -41,6 +47,8 @@ DONE_FILE = "DONE"
 # structure error) are ValueErrors; a missing item directory is a KeyError; a step directory
 # gone since the listing is a FileNotFoundError.
 RESTORE_ERRORS = (OSError, ValueError, KeyError)
+ORBAX_TMP = ".orbax-checkpoint-tmp"  # <step><ORBAX_TMP>...: a step being written
+_OS_ERROR_CODE = re.compile(r"os_error_code='(\d+)'")
 
 
 def write_embedder_spec(directory: str, spec: EmbedderSpec) -> None:
@@ -83,6 +91,7 @@ class Checkpoints:
         otherwise orbax expects every process of a ``jax.distributed`` job to take part."""
         self.directory = os.path.abspath(directory)
         self._read_only = read_only
+        self._saving: int | None = None  # the step of an asynchronous save not waited for
         multiprocessing = ocp.options.MultiprocessingOptions()
         if alone and jax.process_count() > 1:
             me = jax.process_index()
@@ -102,8 +111,12 @@ class Checkpoints:
             )
             if embedder_spec is not None:
                 write_embedder_spec(self.directory, embedder_spec)
-        self._manager = ocp.CheckpointManager(
-            self.directory, item_handlers=ocp.PyTreeCheckpointHandler(), options=options
+        self._options = options
+        self._manager = self._new_manager()
+
+    def _new_manager(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
+            self.directory, item_handlers=ocp.PyTreeCheckpointHandler(), options=self._options
         )
 
     def save(self, step: int, state: TrainState) -> None:
@@ -113,7 +126,32 @@ class Checkpoints:
             # pmap leaves host-local arrays, which orbax cannot save across hosts; every process
             # holds the same replicated values, so numpy copies are saved (process 0 writes them).
             tree = jax.device_get(tree)
-        self._manager.save(step, args=ocp.args.PyTreeSave(tree))
+        self.wait()  # a failed asynchronous save is reported now, naming its own step
+        with self._save_errors(step):
+            self._manager.save(step, args=ocp.args.PyTreeSave(tree))
+        self._saving = step
+
+    @contextlib.contextmanager
+    def _save_errors(self, step: int) -> Iterator[None]:
+        """A save that failed for want of disk (or another filesystem error) becomes a one-line
+        OSError naming the step's directory; orbax's temporary directory of it is removed."""
+        try:
+            yield
+        except Exception as e:
+            error = disk_error(e, self._step_dir(step))
+            if error is None:
+                raise
+            # A manager whose asynchronous save failed raises that error again on every wait,
+            # save and close: it is replaced, so that closing or saving again works. Closing it
+            # also waits for the writes still in flight, which would recreate the directory.
+            with contextlib.suppress(Exception):
+                self._manager.close()
+            for name in os.listdir(self.directory):
+                if name.startswith(f"{step}{ORBAX_TMP}"):
+                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+            self._manager = self._new_manager()
+            collect_failed_restore()  # orbax's tasks holding the same error, without tracebacks
+            raise error from e
 
     def latest_step(self) -> int | None:
         """The newest finished step on disk (re-listed on every call), or None."""
@@ -234,7 +272,12 @@ class Checkpoints:
 
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are on disk."""
-        self._manager.wait_until_finished()
+        step, self._saving = self._saving, None
+        if step is None:
+            self._manager.wait_until_finished()
+            return
+        with self._save_errors(step):
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.close()
@@ -251,6 +294,15 @@ def collect_failed_restore() -> None:
         gc.collect()
     finally:
         asyncio_log.setLevel(level)
+
+
+def disk_error(e: Exception, path: str) -> OSError | None:
+    """``e`` as a one-line OSError naming ``path`` when it is a filesystem error (an OSError, or
+    tensorstore's error carrying an ``os_error_code``, e.g. 28: no space left), else None."""
+    if isinstance(e, OSError):
+        return OSError(e.errno, e.strerror, e.filename or path) if e.errno else None
+    code = _OS_ERROR_CODE.search(str(e))
+    return OSError(int(code[1]), os.strerror(int(code[1])), path) if code else None
 
 
 def _first_line(e: Exception) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from realm_jax.utils.jsonl import fsync_directory
+from realm_jax.utils.writes import naming, write_array_bytes
 
 META_FILE = "meta.json"
 # np.lib.format pads a 1-D header to 128 bytes for any length up to ~1e60 (checked at close).
@@ -36,7 +37,8 @@ class NpyAppender:
 
     def append(self, values: Iterable | np.ndarray) -> None:
         array = np.asarray(values, dtype=self.dtype).reshape(-1)
-        self._file.write(array.tobytes())
+        with naming(self.path):
+            self._file.write(array.tobytes())
         self.length += array.size
 
     def close(self) -> None:
@@ -44,11 +46,12 @@ class NpyAppender:
         write_npy_header(header, self.dtype, (self.length,))
         if len(header.getvalue()) != _HEADER_BYTES:
             raise RuntimeError(f"{self.path}: unexpected .npy header size")
-        self._file.seek(0)
-        self._file.write(header.getvalue())
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with naming(self.path):
+            self._file.seek(0)
+            self._file.write(header.getvalue())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
 
     def abort(self) -> None:
         self._file.close()
@@ -76,14 +79,16 @@ def chunked(items: Iterable, size: int) -> Iterator[list]:
 
 def write_array(path: str, array: np.ndarray) -> None:
     """Writes one array as ``.npy`` and fsyncs it (inside a directory being built)."""
-    with open(path, "wb") as f:
-        np.save(f, array)
+    with naming(path), open(path, "wb") as f:
+        write_npy_header(f, array.dtype, array.shape)
+        write_array_bytes(f, array)
         f.flush()
         os.fsync(f.fileno())
 
 
 def write_meta(directory: str, meta: dict) -> None:
-    with open(os.path.join(directory, META_FILE), "w", encoding="utf-8") as f:
+    path = os.path.join(directory, META_FILE)
+    with naming(path), open(path, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write("\n")
         f.flush()

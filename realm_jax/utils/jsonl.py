@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from realm_jax.errors import JsonlError
+from realm_jax.utils.writes import naming
 
 # Read once at import (reading the umask means setting it, which is not thread-safe).
 _UMASK = os.umask(0)
@@ -71,7 +72,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Opens a temporary file beside ``path`` that replaces ``path`` only if the block succeeds.
 
     The temporary file lives in the same directory so ``os.replace`` is an atomic rename; it is
-    fsynced first so a crash never leaves a half-written ``path``, and removed on any error.
+    fsynced first so a crash never leaves a half-written ``path``, and removed on any error (a
+    failed write or fsync, e.g. on a full disk, is an OSError naming ``path``).
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -81,7 +83,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         # mkstemp makes the file 0600; give the result the permissions a plain open() would.
         os.fchmod(fd, 0o666 & ~_UMASK)
         encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as f:
+        with naming(path), os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
