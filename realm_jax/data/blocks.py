@@ -27,6 +27,7 @@ from realm_jax.data.packing import Block, SentenceSplitter, continuation_table, 
 from realm_jax.data.tokenization import Tokenizer
 from realm_jax.errors import CorpusError
 from realm_jax.utils import array_dir
+from realm_jax.utils.paths import missing_file_reason
 from realm_jax.utils.progress import progress_bar
 
 FORMAT_VERSION = 1
@@ -313,8 +314,8 @@ def build_blocks_from_files(
     if titles is not None:
         docs = documents.iter_tfrecord_documents(corpus, titles)
         return build_blocks(docs, output_dir, tokenizer, prepacked=True, **kw)
-    if not os.path.isfile(corpus):
-        raise documents.CorpusError(f"{corpus}: no such file")
+    if reason := missing_file_reason(corpus):
+        raise documents.CorpusError(f"{corpus}: {reason}")
     total = documents.count_lines(corpus) if progress else None
     docs = documents.iter_jsonl_documents(corpus)
     return build_blocks(docs, output_dir, tokenizer, total=total, **kw)

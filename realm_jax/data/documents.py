@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from realm_jax.errors import CorpusError, JsonlError
 from realm_jax.utils.jsonl import iter_jsonl
+from realm_jax.utils.paths import missing_file_reason
 
 
 def iter_jsonl_documents(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
@@ -42,8 +43,8 @@ def _iter_tfrecords_python(path: str) -> Iterator[bytes]:
 def iter_tfrecord_strings(path: str | os.PathLike) -> Iterator[bytes]:
     """Raw records of a TFRecord file: streamed by tf.data if TensorFlow imports, else in Python."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CorpusError(f"{path}: no such file")
+    if reason := missing_file_reason(path):
+        raise CorpusError(f"{path}: {reason}")
     try:
         import tensorflow as tf
     except ImportError:

@@ -58,6 +58,7 @@ from realm_jax.run.lock import EDIT_LOCK_TIMEOUT, workdir_lock
 from realm_jax.run.model_setup import realm_config
 from realm_jax.utils.array_dir import write_array
 from realm_jax.utils.jsonl import iter_jsonl
+from realm_jax.utils.paths import missing_file_reason
 
 OPS = ("add", "replace", "delete")
 
@@ -124,8 +125,8 @@ def read_edit_file(path: str, op: str) -> list[dict]:
     """The records of an edit file, checked (see ``check_records``)."""
     if op not in OPS:
         raise ConfigError(f"corpus operation {op!r}: expected one of {', '.join(OPS)}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    if reason := missing_file_reason(path):
+        raise FileNotFoundError(f"{path}: {reason}")
     fields = ("id",) if op == "delete" else ("id", "title", "text")
     return check_records([dict(r, line=line) for line, r in iter_jsonl(path, fields)], op, path)
 

@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 
+from realm_jax.errors import CorpusError
 from realm_jax.index.store import IndexStore
 from realm_jax.run.files import INDEX_DIR, SERVING_DIR
 from realm_jax.utils.jsonl import atomic_write, fsync_directory
@@ -40,11 +41,16 @@ def version_root(workdir: str) -> str:
 
 def latest_version(workdir: str) -> int | None:
     """The version LATEST names, or None before the first edit."""
+    path = os.path.join(version_root(workdir), LATEST)
     try:
-        with open(os.path.join(version_root(workdir), LATEST), encoding="utf-8") as f:
-            return int(f.read().strip())
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read().strip()
     except FileNotFoundError:
         return None
+    if not text.isdigit():
+        raise CorpusError(f"{path}: holds {text[:20]!r}, not a corpus version number; write the "
+                          "newest version directory's number into it")
+    return int(text)
 
 
 def next_version(workdir: str) -> tuple[int, str]:

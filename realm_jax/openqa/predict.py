@@ -6,20 +6,19 @@ Predicting from a file of questions without scoring is ``serve.api.RealmQA.ask_f
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from realm_jax.data.questions import REGEX_CONFIGS, read_questions
 from realm_jax.errors import ConfigError, JsonlError
 from realm_jax.openqa.answerer import load_openqa_run, per_question_scores, score_predictions
 from realm_jax.utils.jsonl import iter_jsonl, write_jsonl
+from realm_jax.utils.paths import missing_file_reason
 
 
 def read_question_file(path: str, with_answers: bool = False) -> list[dict]:
     """Rows ``{question, answers}`` of a jsonl file (``answer`` required if ``with_answers``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    if reason := missing_file_reason(path):
+        raise FileNotFoundError(f"{path}: {reason}")
     rows = []
     for line, record in iter_jsonl(path, ("question", "answer") if with_answers else ("question",)):
         answers = record.get("answer", [])

@@ -39,3 +39,11 @@ def check_output(
         if not os.path.isdir(parent):
             raise ConfigError(f"{flag} {path}: {parent} is not a directory")
     return path
+
+
+def missing_file_reason(path: str) -> str | None:
+    """Why ``path`` cannot be read as a file ("no such file", "a directory, not a file"), or
+    None when it is one."""
+    if os.path.isfile(path):
+        return None
+    return "a directory, not a file" if os.path.isdir(path) else "no such file"

@@ -126,6 +126,31 @@ def test_ask_refuses_an_output_it_must_not_write(case, run_copy, tmp_path, capsy
     assert _tree(tmp_path) == before
 
 
+def test_a_directory_as_the_questions_file_is_one_line(run_copy, tmp_path, capsys):
+    questions = tmp_path / "questions"
+    questions.mkdir()
+    argv = ["ask", "--workdir", run_copy, "--questions", str(questions), "--output",
+            str(questions / "P.jsonl")]
+    error = _one_error(capsys, main(argv))
+    assert error == f"{questions}: a directory, not a file"
+    assert os.listdir(questions) == []
+
+
+@pytest.mark.parametrize("content", ["", "garbage\n", "\xff\xfe"])
+def test_a_garbled_corpus_version_pointer_is_one_line(run_copy, tmp_path, capsys, content):
+    edit = _write(tmp_path / "edit.jsonl", _lines(DOC))
+    assert main(["corpus", "add", "--workdir", run_copy, edit]) == 0
+    capsys.readouterr()
+    latest = os.path.join(run_copy, "serving", "corpus", "LATEST")
+    _write(latest, content.encode("latin-1"))
+    before = _tree(run_copy)
+    for argv in (["ask", "--workdir", run_copy, "what is the capital of Ivory?"],
+                 ["corpus", "add", "--workdir", run_copy, edit]):
+        error = _one_error(capsys, main(argv))
+        assert error.startswith(f"{latest}: holds ") and "not a corpus version number" in error
+    assert _tree(run_copy) == before
+
+
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_a_batch_size_below_one_is_a_usage_error(value, run_copy, capsys):
     with pytest.raises(SystemExit) as exit_:
