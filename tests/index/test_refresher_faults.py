@@ -93,6 +93,7 @@ def warnings_seen():
     logger.removeHandler(handler)
 
 
+@pytest.mark.slow
 def test_sigkill_never_exposes_a_half_written_index(tmp_path, warnings_seen):
     ckpt, index, blocks_path = tmp_path / "ckpt", tmp_path / "index", str(tmp_path / "b.npz")
     blocks = _blocks(blocks_path)

@@ -34,3 +34,10 @@ def run_copy(facts_run, tmp_path):
     workdir = str(tmp_path / "facts")
     shutil.copytree(facts_run, workdir)
     return workdir
+
+
+def pytest_collection_modifyitems(items):
+    """Every test of the trained run goes to one xdist worker, which trains it once."""
+    for item in items:
+        if "facts_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("facts_run"))

@@ -116,6 +116,7 @@ def _read_and_ask(qa: RealmQA):
     return version
 
 
+@pytest.mark.slow
 def test_two_writers_at_once_lose_no_edit_and_readers_see_whole_versions(
     run_copy, monkeypatch, capsys
 ):

@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 from realm_jax.run import defaults, model_setup
 from realm_jax.run.files import METRICS_FILE
@@ -30,6 +31,7 @@ def _leaves(tree) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree.leaves_with_path(tree)}
 
 
+@pytest.mark.slow
 def test_tiny_ict_is_bit_identical_run_to_run(tmp_path):
     config = defaults.shrink_to_tiny(defaults.ict_config())
     assert model_setup.bert_config(config.model).hidden_dropout_prob > 0  # dropout is on

@@ -11,6 +11,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from realm_jax.index.store import IndexStore
 from realm_jax.run.checkpoints import Checkpoints
@@ -48,6 +49,7 @@ def _close(a, b):  # float32 sums reduced across 2 processes vs within 1 (other 
     return np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_process_ict_equals_one_process(tmp_path):
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     single = subprocess.run([*ICT, f"--workdir={one}"], env=_env(4), text=True,
