@@ -44,8 +44,9 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache  # the import layers in setup.cfg
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m "not slow" tests
 
-# The end-to-end runs of a minute or more (marked slow): a killed and resumed reproduction, two
-# processes of jax.distributed, 20 races of corpus edits, SIGKILLed refreshers. CI runs them too.
+# The tests of a minute or more (marked slow): each training stage end to end, a killed and resumed
+# reproduction, two processes of jax.distributed, 20 races of corpus edits, SIGKILLed refreshers,
+# a paced trainer beside a refresher process. CI runs them after `make test`.
 test-slow: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 -m slow tests
 

@@ -180,10 +180,11 @@ def train_and_evaluate(config: ConfigDict, workdir: str) -> dict:
         index.start(loop.start, loop.params, seed_index if loop.start == 0 else None)
         loop.evaluate_at_start(evaluate)
         for step in loop.steps():
+            params = loop.params  # device 0's copy: waits for the step before, so it is not timed
             t0 = time.perf_counter()
-            snapshot = index.current(step, loop.params)  # async: a reference swap (may wait)
+            snapshot = index.current(step, params)  # async: a reference swap (may wait)
             wait_ms = 1e3 * (time.perf_counter() - t0)
-            batch = retrieval.batch(snapshot, loop.params, queries(step))
+            batch = retrieval.batch(snapshot, params, queries(step))
             # Staleness: how many updates the document embeddings lag behind the trained params.
             extras = {"index_step": snapshot.step, "staleness": step - snapshot.step,
                       "index_ms": wait_ms}

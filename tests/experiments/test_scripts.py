@@ -88,6 +88,7 @@ def test_pretrain_killed_after_a_checkpoint_resumes_identically(tmp_path, env):
     )
 
 
+@pytest.mark.slow
 def test_predict_and_evaluate_predictions_match_evaluate(tmp_path, env):
     workdir = tmp_path / "openqa"
     trained = _run(env, "finetune.py", f"--config={CONFIGS}/openqa_mini.py:tiny",

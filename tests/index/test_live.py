@@ -124,6 +124,7 @@ def _train_log(workdir):
         return [r for r in map(json.loads, f) if r["split"] == "train"]
 
 
+@pytest.mark.slow
 def test_a_late_interrupted_refresher_trains_like_a_prompt_one(tmp_path, monkeypatch):
     prompt, late = str(tmp_path / "prompt"), str(tmp_path / "late")  # one block cache beside
     realm_step = _compiled_once(monkeypatch)

@@ -10,10 +10,14 @@ import json
 import os
 import time
 
+import pytest
+
 from realm_jax.index import live
 from realm_jax.index.store import IndexStore
 from realm_jax.run import defaults
 from realm_jax.train import realm
+
+pytestmark = pytest.mark.slow  # a trainer and a refresher process for a minute: `make test-slow`
 
 STEPS, CHECKPOINT_EVERY, STALENESS_BOUND, STEP_SECONDS = 24, 3, 15, 0.25
 

@@ -10,9 +10,12 @@ gradients that are zero in exact arithmetic differ at the 1e-7 rounding level of
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from realm_jax.models.bert import tiny_config
 from realm_jax.models.realm import RealmConfig, RealmPretrainModel, init_params
+
+pytestmark = pytest.mark.slow  # a minute of compiling both variants: `make test-slow`
 
 
 def _batch(rng, b=2, k=3, q=8, c=10, j=16, m=3):

@@ -36,6 +36,7 @@ def run_copy(facts_run, tmp_path):
     return workdir
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Every test of the trained run goes to one xdist worker, which trains it once."""
     for item in items:

@@ -7,6 +7,7 @@ and no weight decay, and Adam's update of a zero gradient is exactly zero.
 
 import jax
 import numpy as np
+import pytest
 from ml_collections import ConfigDict
 
 from realm_jax.run.model_setup import decayed_predicate
@@ -61,6 +62,7 @@ def test_only_the_trainable_parameters_move(step_config, make_batch, init_model)
     assert all(changed for p, changed in moved.items() if trainable(p) and p.endswith("kernel"))
 
 
+@pytest.mark.slow
 def test_the_control_run_leaves_the_retriever_exactly_as_it_started(
     step_config, make_batch, init_model
 ):

@@ -7,7 +7,8 @@ import pytest
 from realm_jax.index.store import IndexStore
 
 # The stages share the session fixtures of tests/train/conftest.py: one worker trains the chain.
-pytestmark = pytest.mark.xdist_group("stage_chain")
+# Stage runs end to end, chained through session fixtures: one worker, `make test-slow`.
+pytestmark = [pytest.mark.xdist_group("stage_chain"), pytest.mark.slow]
 
 
 def test_ict_trains_checkpoints_logs_and_publishes_its_index(

@@ -94,6 +94,7 @@ def test_context_kinds_follow_the_percentages():
         context_kinds(np.random.default_rng(0), 4, 60, 30, 20)
 
 
+@pytest.mark.slow
 def test_tiny_mlm_run_then_realm_starts_its_encoder_from_it(tmp_path, monkeypatch):
     mlm_config = defaults.shrink_to_tiny(defaults.mlm_config())
     mlm_config.optim.trainable = r"encoder/(mlm_head|bert/layer_1)/"

@@ -12,7 +12,8 @@ from realm_jax.run import defaults, model_setup
 from realm_jax.train import init
 
 # The stages share the session fixtures of tests/train/conftest.py: one worker trains the chain.
-pytestmark = pytest.mark.xdist_group("stage_chain")
+# Stage runs end to end, chained through session fixtures: one worker, `make test-slow`.
+pytestmark = [pytest.mark.xdist_group("stage_chain"), pytest.mark.slow]
 
 
 def test_openqa_fine_tunes_from_realm_and_answers(realm_run, openqa_run):

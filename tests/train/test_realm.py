@@ -11,7 +11,8 @@ from realm_jax.run import defaults
 from realm_jax.train import realm
 
 # The stages share the session fixtures of tests/train/conftest.py: one worker trains the chain.
-pytestmark = pytest.mark.xdist_group("stage_chain")
+# Stage runs end to end, chained through session fixtures: one worker, `make test-slow`.
+pytestmark = [pytest.mark.xdist_group("stage_chain"), pytest.mark.slow]
 
 
 def test_realm_starts_from_ict_and_refreshes_its_index(ict_run, realm_run, train_metrics):
