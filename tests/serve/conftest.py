@@ -35,10 +35,3 @@ def run_copy(facts_run, tmp_path):
     shutil.copytree(facts_run, workdir)
     return workdir
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """Every test of the trained run goes to one xdist worker, which trains it once."""
-    for item in items:
-        if "facts_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("facts_run"))
