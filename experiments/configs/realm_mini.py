@@ -20,6 +20,10 @@ queries are one sentence cut to 32 wordpieces (paper: 96), candidates the 160-wo
 (paper: 288), so a joint input is 192 tokens and a step ~14k tokens; the refresher is a thread
 re-embedding the corpus from the newest checkpoint, which the trainer writes every 10 steps
 (a refresh per ~20 steps as it competes for the cores: the paper's ~500 scaled with the run).
+Memory: the BERT layers are recomputed in the backward pass (``model.remat``), the same
+computation with other float rounding, to keep ``make reproduce`` under 6 GiB resident on a
+2-core machine (the step's XLA scratch 3.68 -> 3.10 GiB; the run's peak in RESULTS.md); the
+tiny variant keeps them stored.
 """
 
 from ml_collections import ConfigDict
@@ -39,6 +43,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
 
     c.model.bert = "minilm"
     c.model.num_hidden_layers = 6  # all (ict_mini.py says why)
+    c.model.remat = True  # memory (docstring)
     c.init.bert = "minilm"  # the retriever comes from init.ict_workdir, the encoder from
     # init.mlm_workdir (the MLM warm start, make reproduce's "mlm" run) when it is set
 
@@ -66,6 +71,7 @@ def get_config(arg: str | None = None) -> ConfigDict:
         long_variant(c)
     elif arg == "tiny":
         defaults.shrink_to_tiny(c)
+        c.model.remat = False  # nothing to save at tiny size; it compiles faster
         # The smoke test keeps the asynchronous refresh on its swap schedule (steps 4-5 use the
         # index of step 2), so that two tiny reproductions can be compared figure for figure.
         c.num_train_steps, c.checkpoint_every_steps, c.keep_checkpoints = 6, 2, 3
