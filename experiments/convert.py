@@ -24,7 +24,7 @@ from ml_collections import config_flags
 from realm_jax.convert.released_run import convert_released
 from realm_jax.data.tokenization import shared_tokenizer
 from realm_jax.errors import USER_ERRORS
-from realm_jax.train.launch import describe, quiet_logs
+from realm_jax.train.launch import describe, parse_flags, quiet_logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "A released config (*_released.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run directory to create (must not exist).")
@@ -54,4 +54,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

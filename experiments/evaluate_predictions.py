@@ -3,7 +3,9 @@ r"""Scores open-QA predictions the way ORQA/REALM did (normalised exact match, o
   python experiments/evaluate_predictions.py --predictions P.jsonl --references R.jsonl [--regex]
 
 Predictions are jsonl ``{question, prediction}``, references jsonl ``{question, answer: [...]}``,
-matched by question text; a reference without a prediction counts as wrong. Pass ``--regex`` for
+matched by question text; a reference without a prediction counts as wrong, and predictions for
+other questions, a repeated question (the last line counts) or an answer regex that does not compile
+(never a match) are warned about on stderr, as ORQA scores them. Pass ``--regex`` for
 CuratedTrec, whose answers are regular expressions. The last stdout line is one JSON object
 ``{"exact_match": <percent>, "n": <count>}``; a bad input file gives one line on stderr, exit 1.
 """
@@ -33,6 +35,9 @@ def main(argv: list[str]) -> None:
     except (JsonlError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    if metrics["unknown_predictions"]:
+        logging.warning("%s: %d prediction(s) for questions that %s does not hold; ignored",
+                        _PREDICTIONS.value, metrics["unknown_predictions"], _REFERENCES.value)
     print(
         f"{metrics['num_correct']} correct of {metrics['n']} references "
         f"({metrics['missing_predictions']} without a prediction)"

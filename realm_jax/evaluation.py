@@ -67,7 +67,9 @@ def _compile(pattern: str) -> regex.Pattern | None:
         return regex.compile(pattern, _ANSWER_REGEX_FLAGS)
     # re also refuses with ValueError ("(?a)" against re.UNICODE), OverflowError ("x{4294967296}")
     # and RecursionError (parentheses nested ~1000 deep).
-    except (re.error, regex.error, ValueError, OverflowError, RecursionError):
+    except (re.error, regex.error, ValueError, OverflowError, RecursionError) as e:
+        _logger.warning("answer regex %r does not compile (%s: %s); it never matches",
+                        pattern, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return None
 
 
@@ -178,8 +180,8 @@ def evaluate_predictions(
     """ORQA's ``evaluate_predictions_impl``: accuracy over references keyed by question text.
 
     A reference without a prediction counts as wrong; predictions for unknown questions are
-    ignored. Returns ``exact_match`` in percent, ``n`` (references), ``num_correct`` and
-    ``missing_predictions``.
+    ignored. Returns ``exact_match`` in percent, ``n`` (references), ``num_correct``,
+    ``missing_predictions`` and ``unknown_predictions`` (predictions no reference asks for).
     """
     correct = 0
     missing = 0
@@ -194,6 +196,7 @@ def evaluate_predictions(
         "n": n,
         "num_correct": correct,
         "missing_predictions": missing,
+        "unknown_predictions": sum(question not in references for question in predictions),
     }
 
 
@@ -218,13 +221,20 @@ def read_references(path: str | os.PathLike) -> dict[str, list[str]]:
 
 
 def read_predictions(path: str | os.PathLike) -> dict[str, str]:
-    """Reads ``{question, prediction}`` lines into ``{question: prediction}`` (last one wins)."""
+    """Reads ``{question, prediction}`` lines into ``{question: prediction}``; of a question
+    predicted twice the last line counts, as in ORQA, with one warning naming the first repeat."""
     predictions: dict[str, str] = {}
+    repeats: list[int] = []
     for line_no, record in iter_jsonl(path, ("question", "prediction")):
         question, prediction = record["question"], record["prediction"]
         if not isinstance(question, str) or not isinstance(prediction, str):
             raise JsonlError(path, line_no, "fields 'question' and 'prediction' must be strings")
+        if question in predictions:
+            repeats.append(line_no)
         predictions[question] = prediction
+    if repeats:
+        _logger.warning("%s:%d: %d line(s) repeat a question predicted before; the last "
+                        "prediction of each question counts", path, repeats[0], len(repeats))
     return predictions
 
 

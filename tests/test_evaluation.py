@@ -129,6 +129,7 @@ def test_evaluate_predictions_missing_prediction_counts_as_wrong():
         "n": 3,
         "num_correct": 1,
         "missing_predictions": 1,
+        "unknown_predictions": 1,  # "unknown": counted, not scored
     }
 
 

@@ -6,7 +6,8 @@ file (``tests/data/test_tokenization_parity.py`` checks this); ``transformers`` 
 
 Vocab: the packaged BERT-base uncased vocab, or the file passed as ``vocab_path``.
 ``shared_tokenizer()`` reads the file named by the environment variable ``REALM_JAX_VOCAB`` when it
-is set (and non-empty). A missing or unreadable vocab file raises ``FileNotFoundError``.
+is set (and non-empty). A missing or unreadable vocab file raises ``FileNotFoundError``; one that
+is not UTF-8 or has no ``[UNK]`` line, ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, processors
 from tokenizers import Tokenizer as _Backend
 from tokenizers.models import WordPiece
+
+from realm_jax.errors import ConfigError
 
 VOCAB_PATH = os.path.join(os.path.dirname(__file__), "vocab", "bert_uncased_vocab.txt")
 VOCAB_ENV = "REALM_JAX_VOCAB"  # environment variable: the vocab file of ``shared_tokenizer()``
@@ -47,7 +50,12 @@ def load_vocab(vocab_path: str) -> dict[str, int]:
             lines = f.readlines()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
         raise FileNotFoundError(f"{vocab_path}: vocab file not found") from None
-    return {line.rstrip("\n"): i for i, line in enumerate(lines)}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{vocab_path}: not a WordPiece vocab (not UTF-8: {e.reason})") from None
+    vocab = {line.rstrip("\n"): i for i, line in enumerate(lines)}
+    if UNK not in vocab:
+        raise ConfigError(f"{vocab_path}: not a WordPiece vocab (no {UNK} line)")
+    return vocab
 
 
 def _backend(vocab: dict[str, int], do_lower_case: bool) -> _Backend:

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -218,6 +219,7 @@ class Checkpoints:
                 restored = restore(step)
             except RESTORE_ERRORS as e:
                 failed.append((step, _first_line(e)))
+                _drop_closed_loop_callbacks.install()  # before the next restore's loop closes
                 continue
             if failed:
                 collect_failed_restore()
@@ -287,6 +289,7 @@ def collect_failed_restore() -> None:
     """A restore that failed leaves orbax's asyncio tasks holding the same exception; collect them
     now, with asyncio's "Task exception was never retrieved" logging off (the failure has been
     reported in one line), so that dozens of traceback lines do not reach stderr later."""
+    _drop_closed_loop_callbacks.install()
     asyncio_log = logging.getLogger("asyncio")
     level = asyncio_log.level
     asyncio_log.setLevel(logging.CRITICAL)
@@ -294,6 +297,26 @@ def collect_failed_restore() -> None:
         gc.collect()
     finally:
         asyncio_log.setLevel(level)
+
+
+def _drop_closed_loop_callbacks(unraisable) -> None:
+    """``sys.unraisablehook`` once a restore has failed: tensorstore's reads of that restore still
+    complete later and call back into orbax's event loop, closed by then, each printing a
+    "RuntimeError: Event loop is closed" traceback; those are dropped, anything else is not."""
+    closed = unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == (
+        "Event loop is closed")
+    if not closed:
+        _drop_closed_loop_callbacks.previous(unraisable)
+
+
+def _install_drop_closed_loop_callbacks() -> None:
+    if sys.unraisablehook is not _drop_closed_loop_callbacks:
+        _drop_closed_loop_callbacks.previous = sys.unraisablehook
+        sys.unraisablehook = _drop_closed_loop_callbacks
+
+
+_drop_closed_loop_callbacks.previous = sys.unraisablehook
+_drop_closed_loop_callbacks.install = _install_drop_closed_loop_callbacks
 
 
 def disk_error(e: Exception, path: str) -> OSError | None:

@@ -45,6 +45,13 @@ class _OnlyOurs(logging.Filter):
         return record.name.startswith("realm_jax") or record.levelno >= logging.ERROR
 
 
+def _lock_timeout(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 or value == -1):  # nan fails both
+        raise argparse.ArgumentTypeError(f"{text} is neither seconds >= 0 nor -1 (no limit)")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -77,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                        "(a load checks sizes and sampled pieces only) instead of re-embedding; "
                        "exit status 1 if one is damaged")
     for writer in (corpus, index):
-        writer.add_argument("--lock_timeout", type=float, default=EDIT_LOCK_TIMEOUT,
+        writer.add_argument("--lock_timeout", type=_lock_timeout, default=EDIT_LOCK_TIMEOUT,
                             help="seconds to wait while another corpus edit or re-index of the "
                             "workdir runs (default %(default)g; -1: no limit)")
     return p

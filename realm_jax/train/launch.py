@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Callable
 
 import jax
@@ -19,6 +20,7 @@ from realm_jax.errors import (
 from realm_jax.run.model_setup import param_counts
 from realm_jax.utils import devices
 from realm_jax.utils.devices import primary_only_logs
+from realm_jax.utils.paths import missing_file_reason
 
 
 class _DropOrbaxInfo(logging.Filter):
@@ -79,6 +81,56 @@ def run_stage(
     return 0
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a config file's own failure (no ``get_config``, an exception in
+    it) as one ``error:`` line naming the file and the line of the config that raised, exit 1."""
+    from absl import flags
+
+    try:
+        rest = flags.FLAGS(argv)
+        path = _config_arg(argv).split(":", 1)[0]
+        if path and (reason := missing_file_reason(path)):
+            raise FileNotFoundError(f"--config {path}: {reason}")  # else a 4-line error later
+        return rest
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:  # the config file is user code: anything may escape it
+        # ml_collections re-raises a config's TypeError / ValueError with its traceback as text
+        # and absl wraps that in a flag error: the config's own exception is the first context.
+        failure = e
+        while "Error whilst parsing config file" in str(failure) and failure.__context__:
+            failure = failure.__context__
+        if isinstance(failure, flags.Error):  # absl's own message
+            print(f"FATAL Flags parsing error: {failure}\n"
+                  "Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+        else:
+            print(f"error: {_config_failure(argv, failure)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _config_arg(argv: list[str]) -> str:
+    """The value of ``--config`` in ``argv`` ("" if absent)."""
+    config = ""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        elif arg == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+    return config
+
+
+def _config_failure(argv: list[str], e: BaseException) -> str:
+    """``<config file>[:line]: <what it raised>`` for an exception from loading ``--config``."""
+    config = _config_arg(argv) or "--config"
+    path = config.split(":", 1)[0]
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(path)]
+    where = f"{path}:{frames[-1].lineno}" if frames else config
+    if isinstance(e, AttributeError) and "get_config" in str(e):
+        return f"{where}: defines no get_config()"
+    return f"{where}: {type(e).__name__}: {e}"
+
+
 def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
     """The whole of ict.py / pretrain.py / finetune.py: their flags, then ``run_stage``."""
     from absl import app, flags
@@ -108,4 +160,4 @@ def stage_main(train: Callable[[ConfigDict, str], dict], stage: str) -> None:
         devices.initialize_from_flags()
         sys.exit(run_stage(train, config.value, workdir.value, dry_run.value))
 
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -55,3 +55,24 @@ def test_missing_vocab(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="vocab.txt: vocab file not found"):
         Tokenizer(os.path.join(tmp_path, "vocab.txt"))
+
+
+def test_a_vocab_that_is_not_one_is_one_line_naming_it(tmp_path):
+    """An empty file, one without [UNK], and bytes that are not UTF-8: a ConfigError naming the
+    file (the CLI's one `error:` line), not the tokenizers library's exception."""
+    import pytest
+
+    from realm_jax.errors import ConfigError
+
+    cases = {"empty.txt": b"", "no_unk.txt": b"[PAD]\nthe\n", "latin1.txt": b"caf\xe9\n[UNK]\n"}
+    reasons = {"empty.txt": r"no \[UNK\] line", "no_unk.txt": r"no \[UNK\] line",
+               "latin1.txt": "not UTF-8"}
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        expected = f"{name}: not a WordPiece vocab \\(.*{reasons[name]}"
+        with pytest.raises(ConfigError, match=expected):
+            Tokenizer(str(path))
+    path = tmp_path / "minimal.txt"
+    path.write_text("[UNK]\nthe\n")  # the smallest vocab it accepts still tokenizes
+    assert Tokenizer(str(path)).tokenize(["the cat"]) == [[1, 0]]

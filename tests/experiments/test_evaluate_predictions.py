@@ -38,11 +38,16 @@ def test_exact_match_with_a_missing_prediction(tmp_path):
             {"question": "capital of france", "prediction": "paris france"},
             {"question": "capital of italy", "prediction": "Milan"},
             {"question": "not a reference", "prediction": "x"},
+            {"question": "capital of italy", "prediction": "Rome"},  # repeated: this one counts
         ],
     )
     result = _run("--predictions", predictions, "--references", references)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"exact_match": 50.0, "n": 4}
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"exact_match": 75.0, "n": 4}
+    # Scored as ORQA scores them, but not silently: one warning each, naming the file.
+    assert f"{predictions}:5: 1 line(s) repeat a question predicted before" in result.stderr
+    assert f"{predictions}: 1 prediction(s) for questions that {references} does not hold" \
+        in result.stderr
 
 
 def test_regex_flag(tmp_path):
@@ -60,6 +65,8 @@ def test_regex_flag(tmp_path):
     result = _run("--predictions", predictions, "--references", references, "--regex")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"exact_match": 50.0, "n": 2}
+    assert "answer regex 'Sievert \\\\(Sv\\\\)\\\\' does not compile (error: " in result.stderr
+    assert "it never matches" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_malformed_file_gives_one_line_error_and_exit_1(tmp_path):

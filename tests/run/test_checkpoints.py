@@ -5,6 +5,8 @@ import json
 import logging
 import os
 import re
+import sys
+import types
 
 import jax
 import numpy as np
@@ -16,6 +18,7 @@ from realm_jax.models.realm import EmbedderSpec, RealmConfig, embedder_params, i
 from realm_jax.run import defaults, model_setup
 from realm_jax.run.checkpoints import (
     Checkpoints,
+    collect_failed_restore,
     is_done,
     mark_done,
     read_embedder_spec,
@@ -148,6 +151,22 @@ def test_damaged_newest_checkpoint_falls_back_and_is_set_aside(tmp_path, state, 
     ckpt.save(3, _shifted(st, 3))  # the broken step's number is free again
     assert ckpt.restore_latest_good(st)[0] == 3 and ckpt.latest_step() == 3
     ckpt.close()
+
+
+def test_after_a_failed_restore_closed_loop_callbacks_print_nothing(monkeypatch):
+    """Tensorstore's reads of a failed restore complete later into orbax's closed event loop,
+    each an unraisable "Event loop is closed" (a traceback on stderr of `realm-jax ask`): the
+    hook drops exactly those and passes every other one on."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    collect_failed_restore()
+    collect_failed_restore()  # installed once, not wrapped twice
+    unraisable = lambda message: types.SimpleNamespace(  # noqa: E731
+        exc_type=RuntimeError, exc_value=RuntimeError(message), exc_traceback=None,
+        err_msg=None, object=None)
+    sys.unraisablehook(unraisable("Event loop is closed"))
+    sys.unraisablehook(unraisable("something else"))
+    assert [str(u.exc_value) for u in seen] == ["something else"]
 
 
 def test_read_only_fallback_moves_nothing_and_all_broken_is_one_line(tmp_path, state, caplog):

@@ -280,3 +280,14 @@ def test_vocab_option(run_copy, tmp_path, capsys, monkeypatch):
     finally:
         os.environ.pop(VOCAB_ENV, None)
         shared_tokenizer.cache_clear()
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "soon"])
+def test_lock_timeout_is_seconds_or_minus_one(tmp_path, capsys, value):
+    """-1 is "no limit" (the help says so); another negative, nan or a word is refused by the
+    parser (exit 2) before the workdir is touched."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["corpus", "--workdir", str(tmp_path), "--lock_timeout", value, "add", "x.jsonl"])
+    assert exit_info.value.code == 2
+    assert "argument --lock_timeout" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert os.listdir(tmp_path) == []
