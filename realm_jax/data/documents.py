@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import struct
 from collections.abc import Iterator
 
@@ -54,7 +55,9 @@ def iter_tfrecord_strings(path: str | os.PathLike) -> Iterator[bytes]:
     try:
         yield from dataset.as_numpy_iterator()
     except tf.errors.DataLossError as e:
-        raise CorpusError(f"{path}: corrupt TFRecord ({e.message.splitlines()[0]})") from None
+        # TF's message: "{{function_node ...}} corrupted record at 0 [Op:IteratorGetNext] name:"
+        reason = re.sub(r"\{\{.*?\}\}|\[Op:\w+\].*$", "", e.message.splitlines()[0]).strip()
+        raise CorpusError(f"{path}: corrupt TFRecord ({reason})") from None
 
 
 def iter_tfrecord_documents(blocks_path: str, titles_path: str) -> Iterator[tuple[str, str]]:

@@ -24,7 +24,6 @@ and publishes a version with no extra rows.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -57,7 +56,7 @@ from realm_jax.run.files import INDEX_DIR
 from realm_jax.run.lock import EDIT_LOCK_TIMEOUT, workdir_lock
 from realm_jax.run.model_setup import realm_config
 from realm_jax.utils.array_dir import write_array
-from realm_jax.utils.jsonl import iter_jsonl
+from realm_jax.utils.jsonl import iter_jsonl, read_json
 from realm_jax.utils.paths import missing_file_reason
 
 OPS = ("add", "replace", "delete")
@@ -85,8 +84,7 @@ def _current(workdir: str, config: ConfigDict) -> tuple[dict, np.ndarray, np.nda
         dead, extra = np.zeros(0, np.int64), None
     else:
         d = os.path.join(version_root(workdir), str(v))
-        with open(os.path.join(d, "meta.json"), encoding="utf-8") as f:
-            meta = json.load(f)
+        meta = read_json(os.path.join(d, "meta.json"))
         dead, extra = (
             np.load(os.path.join(d, "dead.npy")),
             np.load(os.path.join(d, "extra_emb.npy")),

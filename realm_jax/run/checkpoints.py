@@ -35,7 +35,7 @@ import orbax.checkpoint as ocp
 from realm_jax.errors import CheckpointError
 from realm_jax.models.realm import EmbedderSpec, embedder_params, embedder_path
 from realm_jax.run.state import TrainState
-from realm_jax.utils.jsonl import atomic_write
+from realm_jax.utils.jsonl import atomic_write, read_json
 
 T = TypeVar("T")
 
@@ -62,8 +62,7 @@ def read_embedder_spec(directory: str) -> EmbedderSpec:
     path = os.path.join(directory, SPEC_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing; the trainer writes it with its first checkpoint")
-    with open(path, encoding="utf-8") as f:
-        return EmbedderSpec.from_dict(json.load(f))
+    return EmbedderSpec.from_dict(read_json(path))
 
 
 def mark_done(directory: str) -> None:

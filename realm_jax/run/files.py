@@ -15,13 +15,12 @@ Block caches are shared between runs: ``<parent of workdir>/cache/blocks-<hash>`
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import jax
 from ml_collections import ConfigDict
 
-from realm_jax.utils.jsonl import atomic_write
+from realm_jax.utils.jsonl import atomic_write, read_json
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -84,5 +83,4 @@ def read_run_config(workdir: str) -> ConfigDict:
     path = RunDir(workdir).config
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: missing; is {workdir} a realm_jax run directory?")
-    with open(path, encoding="utf-8") as f:
-        return ConfigDict(json.load(f))
+    return ConfigDict(read_json(path))

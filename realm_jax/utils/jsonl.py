@@ -67,6 +67,17 @@ def read_jsonl(path: str | os.PathLike, required_fields: Sequence[str] = ()) -> 
     return [record for _, record in iter_jsonl(path, required_fields)]
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """One JSON document (a run's ``config.json``, a ``meta.json``); one that does not parse is a
+    ``JsonlError`` naming the file and line, not the decoder's message alone."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JsonlError(path, e.lineno, f"malformed JSON ({e.msg})") from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Opens a temporary file beside ``path`` that replaces ``path`` only if the block succeeds.

@@ -185,6 +185,11 @@ def test_orqa_tfrecord_blocks_are_kept_whole(mini_rows, tokenizer, tmp_path, mon
             progress=False,
         )
     assert not (tmp_path / "out2").exists()
+    (tmp_path / "garbage.tfr").write_bytes(bytes(range(256)) * 16)  # TF's reader: one line
+    with pytest.raises(CorpusError) as error:
+        list(iter_tfrecord_strings(tmp_path / "garbage.tfr"))
+    assert str(error.value) == (f"{tmp_path / 'garbage.tfr'}: corrupt TFRecord (corrupted record "
+                                "at 0 (Is this even a TFRecord file?))")
 
 
 def test_meta_is_json_with_counts(mini_store):

@@ -204,6 +204,16 @@ def test_index_that_does_not_match_the_corpus(run_copy, tmp_path, capsys):
     assert _tree(run_copy) == before
 
 
+def test_a_garbled_run_config_is_one_line_naming_it(run_copy, capsys):
+    """A truncated config.json (was the JSON decoder's message alone, naming no file)."""
+    config_path = os.path.join(run_copy, "config.json")
+    _write(config_path, '{"batch_size": 8,\n')
+    before = _tree(run_copy)
+    error = _one_error(capsys, main(["ask", "--workdir", run_copy, "what?"]))
+    assert error.startswith(f"{config_path}:2: malformed JSON (")
+    assert _tree(run_copy) == before
+
+
 def _facts_config():
     path = os.path.join(REPO, "experiments", "configs", "openqa_facts.py")
     spec = importlib.util.spec_from_file_location("openqa_facts", path)

@@ -46,3 +46,13 @@ def test_a_file_output_needs_a_file_path_in_a_directory(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(ConfigError, match="is not a directory"):
         check_output(str(tmp_path / "f" / "out.jsonl"))
+
+
+def test_a_directory_output_below_a_file_is_refused(tmp_path):
+    """Made with its missing parents, so the nearest existing parent must be a directory (was
+    '[Errno 17] File exists' naming the file, from build_blocks)."""
+    (tmp_path / "f").write_text("x")
+    for path in (tmp_path / "f" / "store", tmp_path / "f" / "a" / "b"):
+        with pytest.raises(ConfigError, match=f"^--output {path}: {tmp_path / 'f'} is not a dir"):
+            check_output(str(path), directory=True)
+    assert check_output(str(tmp_path / "new" / "deeper" / "store"), directory=True)
