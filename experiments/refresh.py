@@ -17,8 +17,11 @@ host) the shards are split across processes and process 0 merges and publishes.
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 
+from realm_jax.errors import USER_ERRORS
 from realm_jax.index.corpus_pass import SHARD_ROWS
 from realm_jax.index.refresher import RefreshConfig, Refresher
 from realm_jax.utils import devices
@@ -57,7 +60,14 @@ def main(argv):
 
     me = jax.process_index()
     on_phase = lambda phase, step: me == 0 and print(f"phase {phase} {step}", flush=True)
-    Refresher(config, on_phase=on_phase).run()
+    try:
+        Refresher(config, on_phase=on_phase).run()
+    except USER_ERRORS as e:  # a missing block store, a bad flag value, a full disk
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(f"interrupted: {f.index_dir} keeps its last published index", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from realm_jax.errors import (
 from realm_jax.run.model_setup import param_counts
 from realm_jax.utils import devices
 from realm_jax.utils.devices import primary_only_logs
-from realm_jax.utils.paths import missing_file_reason
+from realm_jax.utils.paths import check_output, missing_file_reason
 
 
 class _DropOrbaxInfo(logging.Filter):
@@ -69,6 +70,9 @@ def run_stage(
             return 0
         if not workdir:
             raise ConfigError("--workdir is required (unless --dry_run)")
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            raise ConfigError(f"--workdir {workdir}: a file, not a directory")
+        check_output(workdir, flag="--workdir", directory=True)  # not below a file
         metrics = train(config, workdir)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

@@ -151,3 +151,16 @@ def test_sigkill_never_exposes_a_half_written_index(tmp_path, warnings_seen):
     np.testing.assert_allclose(np.asarray(store.load().block_emb), emb, rtol=1e-5, atol=1e-5)
     phases = {p.split(":")[0] for p in killed_in}
     assert {"embed", "build", "publish"} <= phases, killed_in
+
+
+def test_a_missing_block_store_is_one_line(tmp_path):
+    """The refresher script's user errors are one `error:` line and exit 1 (was a traceback)."""
+    env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+    blocks = str(tmp_path / "no_blocks")
+    cmd = [sys.executable, SCRIPT, f"--checkpoint_dir={tmp_path / 'ckpt'}",
+           f"--index_dir={tmp_path / 'index'}", f"--blocks={blocks}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {blocks}: neither a block store directory nor an .npz file")
+    assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "index")

@@ -226,6 +226,17 @@ def _train(capsys, config, workdir):
     return _one_error(capsys, run_stage(openqa.train_and_evaluate, config, workdir))
 
 
+def test_a_workdir_that_is_a_file_or_below_one_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    config = _facts_config()
+    assert _train(capsys, config, str(tmp_path / "f")) == f"--workdir {tmp_path / 'f'}: a file, " \
+        "not a directory"
+    below = tmp_path / "f" / "run"
+    assert _train(capsys, config, str(below)) == f"--workdir {below}: {tmp_path / 'f'} is not " \
+        "a directory"
+    assert (tmp_path / "f").read_text() == "x"
+
+
 def test_training_corpus_errors_leave_no_workdir(tmp_path, capsys):
     config = _facts_config()
     cases = {
