@@ -218,7 +218,7 @@ class Checkpoints:
                 restored = restore(step)
             except RESTORE_ERRORS as e:
                 failed.append((step, _first_line(e)))
-                _drop_closed_loop_callbacks.install()  # before the next restore's loop closes
+                _install_drop_closed_loop_callbacks()  # before the next restore's loop closes
                 continue
             if failed:
                 collect_failed_restore()
@@ -288,7 +288,7 @@ def collect_failed_restore() -> None:
     """A restore that failed leaves orbax's asyncio tasks holding the same exception; collect them
     now, with asyncio's "Task exception was never retrieved" logging off (the failure has been
     reported in one line), so that dozens of traceback lines do not reach stderr later."""
-    _drop_closed_loop_callbacks.install()
+    _install_drop_closed_loop_callbacks()
     asyncio_log = logging.getLogger("asyncio")
     level = asyncio_log.level
     asyncio_log.setLevel(logging.CRITICAL)
@@ -298,6 +298,9 @@ def collect_failed_restore() -> None:
         asyncio_log.setLevel(level)
 
 
+_previous_unraisablehook = sys.unraisablehook
+
+
 def _drop_closed_loop_callbacks(unraisable) -> None:
     """``sys.unraisablehook`` once a restore has failed: tensorstore's reads of that restore still
     complete later and call back into orbax's event loop, closed by then, each printing a
@@ -305,17 +308,14 @@ def _drop_closed_loop_callbacks(unraisable) -> None:
     closed = unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == (
         "Event loop is closed")
     if not closed:
-        _drop_closed_loop_callbacks.previous(unraisable)
+        _previous_unraisablehook(unraisable)
 
 
 def _install_drop_closed_loop_callbacks() -> None:
+    global _previous_unraisablehook
     if sys.unraisablehook is not _drop_closed_loop_callbacks:
-        _drop_closed_loop_callbacks.previous = sys.unraisablehook
+        _previous_unraisablehook = sys.unraisablehook
         sys.unraisablehook = _drop_closed_loop_callbacks
-
-
-_drop_closed_loop_callbacks.previous = sys.unraisablehook
-_drop_closed_loop_callbacks.install = _install_drop_closed_loop_callbacks
 
 
 def disk_error(e: Exception, path: str) -> OSError | None:
