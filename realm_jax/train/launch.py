@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -70,9 +69,7 @@ def run_stage(
             return 0
         if not workdir:
             raise ConfigError("--workdir is required (unless --dry_run)")
-        if os.path.exists(workdir) and not os.path.isdir(workdir):
-            raise ConfigError(f"--workdir {workdir}: a file, not a directory")
-        check_output(workdir, flag="--workdir", directory=True)  # not below a file
+        check_output(workdir, flag="--workdir", directory=True)  # not a file, not below one
         metrics = train(config, workdir)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,8 +19,8 @@ def check_output(
 
     Refused: an empty path (it would mean the current directory), a path that is one of
     ``inputs``, a directory output holding an input (replacing it would delete the input), a file
-    output that is an existing directory, a file output whose parent is not a directory, and a
-    directory output below a file.
+    output that is an existing directory, a file output whose parent is not a directory, a
+    directory output that is an existing file, and a directory output below a file.
     """
     if path is None or not str(path).strip():
         raise ConfigError(f"{flag} is empty; give a path to write")
@@ -34,6 +34,8 @@ def check_output(
         if directory and source.startswith(target.rstrip(os.sep) + os.sep):
             raise ConfigError(f"{flag} {path} holds the input {given}; give another directory")
     if directory:  # made with its missing parents: the nearest existing one must be a directory
+        if os.path.exists(target) and not os.path.isdir(target):
+            raise ConfigError(f"{flag} {path}: a file, not a directory")
         ancestor = os.path.dirname(target)
         while not os.path.exists(ancestor):
             ancestor = os.path.dirname(ancestor)

@@ -56,3 +56,12 @@ def test_a_directory_output_below_a_file_is_refused(tmp_path):
         with pytest.raises(ConfigError, match=f"^--output {path}: {tmp_path / 'f'} is not a dir"):
             check_output(str(path), directory=True)
     assert check_output(str(tmp_path / "new" / "deeper" / "store"), directory=True)
+
+
+def test_a_directory_output_that_is_a_file_is_refused(tmp_path):
+    """A run's --workdir or build_blocks' --output naming an existing file: one line, the file
+    kept (build_blocks would otherwise replace it with a store)."""
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=f"^--workdir {tmp_path / 'f'}: a file, not a dir"):
+        check_output(str(tmp_path / "f"), flag="--workdir", directory=True)
+    assert (tmp_path / "f").read_text() == "x"
