@@ -1,4 +1,5 @@
-"""MIPS benchmark: exact numpy, our sharded ExactSearcher, our ScannSearcher and raw ScaNN."""
+"""MIPS benchmark: exact numpy, our sharded ExactSearcher, our ScannSearcher, raw ScaNN, and faiss
+(flat, IVF, HNSW) at matched recall, against the compute limit of this CPU."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ import time
 import numpy as np
 
 from realm_jax.benchmarks.common import format_table, json_line, machine_info, time_interleaved
+from realm_jax.benchmarks.mips_sweep import (
+    RECALL_TARGETS,
+    best_at,
+    faiss_points,
+    matched_recall_rows,
+    plot_recall_qps,
+    scann_points,
+)
 from realm_jax.index.exact import ExactSearcher
 from realm_jax.index.scann_searcher import LEAVES_SEARCHED, ScannSearcher, scann_params
 from realm_jax.index.searcher import numpy_top_k, recall_at_k
@@ -22,6 +31,16 @@ def clustered_vectors(
     return out
 
 
+def gemm_peak_gflops(dim: int, rounds: int = 5) -> float:
+    """float32 GFLOP/s of the score matmul shape (1,024 queries x 65,536 rows x ``dim``), numpy."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((1024, dim), dtype=np.float32)
+    b = rng.standard_normal((65536, dim), dtype=np.float32)
+    out = np.empty((1024, 65536), np.float32)
+    seconds = time_interleaved({"gemm": lambda: np.matmul(a, b.T, out=out)}, rounds, 2)["gemm"]
+    return 2 * a.shape[0] * b.shape[0] * dim / seconds / 1e9
+
+
 def _time_exact(block_emb, queries, k, true_ids, rounds) -> tuple[float, float, float]:
     """(build seconds, queries/s, recall@k) of our ExactSearcher; its device copy is freed after."""
     start = time.perf_counter()
@@ -31,33 +50,16 @@ def _time_exact(block_emb, queries, k, true_ids, rounds) -> tuple[float, float, 
     return build, len(queries) / seconds, recall_at_k(exact.search(queries, k)[1], true_ids)
 
 
-def mips_main(
-    n: int,
-    dim: int,
-    num_queries: int,
-    k: int,
-    rounds: int,
-    num_clusters: int,
-    noise: float,
-    leaves_searched: float = LEAVES_SEARCHED,
-) -> dict:
-    """Builds each searcher over n clustered vectors, times num_queries top-k queries, prints."""
-    print(f"machine: {machine_info()}")
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((num_clusters, dim), dtype=np.float32)  # unit variance
-    block_emb = clustered_vectors(centers, n, noise, rng)
-    queries = clustered_vectors(centers, num_queries, noise, rng)  # the same mixture
-    rows = []
-
+def baseline_rows(block_emb, queries, k, rounds, leaves_searched) -> tuple[list, dict, np.ndarray]:
+    """numpy, ExactSearcher, ScannSearcher at its defaults and raw ScaNN: (rows, figures, truth)."""
+    n, num_queries = len(block_emb), len(queries)
     start = time.perf_counter()
     _, true_ids = numpy_top_k(queries, block_emb, k)
     numpy_s = time.perf_counter() - start  # once: ~10 s at 1M, the baseline and the truth
-    rows.append(["exact numpy (chunked matmul + argpartition)", 0.0, num_queries / numpy_s, 1.0])
-
+    rows = [["exact numpy (chunked matmul + argpartition)", 0.0, num_queries / numpy_s, 1.0]]
     rows.append(
         ["ExactSearcher (jax, sharded)", *_time_exact(block_emb, queries, k, true_ids, rounds)]
     )
-
     params = scann_params(n, leaves_searched)
     start = time.perf_counter()
     searcher = ScannSearcher.build(block_emb, params, recall_k=k)
@@ -71,21 +73,14 @@ def mips_main(
     )
     ours_recall = recall_at_k(searcher.search(queries, k)[1], true_ids)
     raw_recall = recall_at_k(np.asarray(raw(queries, **kwargs)[0]), true_ids)
-    rows.append(["ScannSearcher (ours)", scann_build, num_queries / times["ours"],
+    rows.append(["ScannSearcher (ours, defaults)", scann_build, num_queries / times["ours"],
                  ours_recall])
     rows.append(["raw ScaNN search_batched_parallel", scann_build, num_queries / times["raw"],
                  raw_recall])
-    numpy_qps = num_queries / numpy_s
     for row in rows:
-        row.append(row[2] / numpy_qps)
-    print(f"\n{n:,} x {dim} clustered float32 ({num_clusters} clusters, noise {noise}), "
-          f"{num_queries} queries, top-{k}; median of {rounds} interleaved rounds")
-    print(f"ScaNN: {params}; recall at build {searcher.recall}")
-    print(format_table(["searcher", "build s", "queries/s", f"recall@{k}", "x numpy"], rows))
-    result = {
-        "benchmark": "mips",
-        "n": n,
-        "exact_qps": numpy_qps,
+        row.append(row[2] * numpy_s / num_queries)
+    figures = {
+        "exact_qps": num_queries / numpy_s,
         "jax_exact_qps": rows[1][2],
         "scann_qps": num_queries / times["ours"],
         f"scann_recall_at_{k}": ours_recall,
@@ -93,6 +88,89 @@ def mips_main(
         "scann_vs_raw": times["raw"] / times["ours"],
         "scann_vs_exact": numpy_s / times["ours"],
         "scann_build_s": scann_build,
+        "scann_params": str(params),
     }
+    return rows, figures, true_ids
+
+
+def sweep_figures(points, jax_exact_qps: float) -> dict:
+    """The JSON figures of a sweep: faiss flat, ScaNN and the best faiss method at recall 0.95."""
+    flat = next(p for p in points if p.method == "faiss FlatIP")
+    at_095 = best_at(points, 0.95)
+    faiss_095 = {m: p for m, p in at_095.items() if m.startswith("faiss")}
+    best_faiss = max(faiss_095.values(), key=lambda p: p.qps)
+    scann = at_095.get("ScannSearcher (ours)")
+    return {
+        "faiss_flat_qps": flat.qps,
+        "jax_exact_vs_faiss_flat": jax_exact_qps / flat.qps,
+        "scann_qps_at_095": scann.qps if scann else None,
+        "scann_setting_at_095": scann.setting if scann else None,
+        "best_faiss_qps_at_095": best_faiss.qps,
+        "best_faiss_method": f"{best_faiss.method} {best_faiss.setting}",
+        "scann_vs_best_faiss_at_095": scann.qps / best_faiss.qps if scann else None,
+    }
+
+
+def run_set(name, block_emb, queries, k, rounds, leaves_searched, plot, faiss) -> dict:
+    """Every method on one set of vectors; prints its two tables, writes its plot."""
+    n, dim = block_emb.shape
+    print(f"\n## {name}: {n:,} x {dim} float32, {len(queries)} queries, top-{k}, "
+          f"median of {rounds} interleaved rounds", flush=True)
+    rows, figures, true_ids = baseline_rows(block_emb, queries, k, rounds, leaves_searched)
+    print(format_table(["searcher", "build s", "queries/s", f"recall@{k}", "x numpy"], rows))
+    if not faiss:
+        return figures
+    points = scann_points(block_emb, queries, true_ids, k, rounds)
+    points += faiss_points(block_emb, queries, true_ids, k, rounds)
+    figures.update(sweep_figures(points, figures["jax_exact_qps"]))
+    headers = ["method", "build s", "index MiB"] + [f"q/s at recall@{k} >= {t}"
+                                                    for t in RECALL_TARGETS]
+    print(f"\nAt matched recall ({name}); the fastest setting of each method that reaches it:")
+    print(format_table(headers, matched_recall_rows(points)))
+    if plot:
+        plot_recall_qps(points, plot, f"{name}: {n:,} x {dim}, {len(queries)} queries, top-{k}")
+        print(f"wrote {plot}")
+    figures["points"] = [vars(p) for p in points]
+    return figures
+
+
+def mips_main(
+    n: int,
+    dim: int,
+    num_queries: int,
+    k: int,
+    rounds: int,
+    num_clusters: int,
+    noise: float,
+    leaves_searched: float = LEAVES_SEARCHED,
+    faiss: bool = True,
+    plot: str | None = None,
+    real: tuple[np.ndarray, np.ndarray] | None = None,
+    real_plot: str | None = None,
+) -> dict:
+    """Builds each searcher over n clustered vectors (and ``real`` = (blocks, queries) when given),
+    times num_queries top-k queries, prints the tables and the JSON line."""
+    print(f"machine: {machine_info()}")
+    gflops = gemm_peak_gflops(dim)
+    limit_qps = gflops * 1e9 / (2 * n * dim)
+    print(f"float32 GEMM peak (numpy, 1024 x 65536 x {dim}): {gflops:.1f} GFLOP/s -> compute "
+          f"limit of exact search over {n:,} rows: {limit_qps:.0f} queries/s")
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((num_clusters, dim), dtype=np.float32)  # unit variance
+    block_emb = clustered_vectors(centers, n, noise, rng)
+    queries = clustered_vectors(centers, num_queries, noise, rng)  # the same mixture
+    name = f"clustered synthetic ({num_clusters} clusters, noise {noise})"
+    figures = run_set(name, block_emb, queries, k, rounds, leaves_searched, plot, faiss)
+    del block_emb
+    skip = ("points", "scann_params")
+    result = {"benchmark": "mips", "n": n, **{k_: v for k_, v in figures.items() if k_ not in skip}}
+    result["gemm_gflops"] = gflops
+    result["compute_limit_qps"] = limit_qps
+    result["jax_exact_vs_limit"] = figures["jax_exact_qps"] / limit_qps
+    if real is not None:
+        real_figures = run_set("real mini corpus", *real, k, rounds, leaves_searched, real_plot,
+                               faiss)
+        result["real"] = {k_: v for k_, v in real_figures.items() if k_ not in skip}
+        result["real"]["n"] = len(real[0])
     print(json_line(result))
     return result

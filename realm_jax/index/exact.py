@@ -4,6 +4,14 @@ Rows are split evenly over a 1-D mesh (axis ``"blocks"``); each device scans its
 of ``chunk_rows`` (scores ``[Q, chunk_rows]`` at a time, so memory stays bounded), keeping a
 running top-k, and the devices' top-k lists are merged into the global one. Rows added to make N
 divisible by ``devices * chunk_rows`` score -inf, so they are never returned.
+
+A chunk's top-k is taken in two levels, exactly: the chunk's scores are cut into groups of
+``GROUP_ROWS`` consecutive rows, the k groups with the highest maximum are kept (ties: the lower
+group), and the top-k of their rows is the chunk's top-k. Each of the true top-k rows lies in one
+of those groups: a group left out has k kept groups above it, each holding a row that ranks above
+all of its rows. A full ``lax.top_k`` over ``[Q, chunk_rows]`` cost as much as the matmul on CPU
+(1M x 128, 1,000 queries: 2.6 s against 1.2 s for the matmul and a row max); the group maximum
+is one vectorised pass, and the top-k runs over chunk_rows / 128 values.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from jax.sharding import PartitionSpec as P
 from realm_jax.index.searcher import check_query
 
 AXIS = "blocks"
-DEFAULT_CHUNK_ROWS = 16384
-MAX_QUERY_BATCH = 256  # queries per device call: scores [256, chunk_rows] float32 = 16 MiB
+DEFAULT_CHUNK_ROWS = 65536
+GROUP_ROWS = 128  # rows under one group maximum (module docstring)
+MAX_QUERY_BATCH = 512  # queries per device call: scores [512, chunk_rows] float32 = 128 MiB
 
 
 def _local_top_k(query_emb, block_emb, *, num_blocks: int, chunk_rows: int, k: int):
@@ -38,7 +47,7 @@ def _local_top_k(query_emb, block_emb, *, num_blocks: int, chunk_rows: int, k: i
         s = jnp.dot(query_emb, chunk.astype(jnp.float32).T)  # [Q, chunk]
         ids = offset + i * chunk_rows + jnp.arange(chunk_rows)
         s = jnp.where(ids < num_blocks, s, -jnp.inf)
-        cs, ci = jax.lax.top_k(s, kk)
+        cs, ci = _chunk_top_k(s, kk)
         # Running best first: on equal scores the lower id (seen earlier) wins.
         merged_s = jnp.concatenate([best_s, cs], 1)
         merged_i = jnp.concatenate([best_i, ids[ci]], 1)
@@ -49,6 +58,21 @@ def _local_top_k(query_emb, block_emb, *, num_blocks: int, chunk_rows: int, k: i
     init = (jnp.full((q, k), -jnp.inf, jnp.float32), jnp.full((q, k), -1, jnp.int32))
     (best_s, best_i), _ = jax.lax.scan(scan_chunk, init, (jnp.arange(len(chunks)), chunks))
     return best_s[None], best_i[None]
+
+
+def _chunk_top_k(scores, k: int):
+    """lax.top_k of scores [Q, rows] (ties: the lower row), through group maxima when rows splits
+    into at least k groups of GROUP_ROWS (module docstring)."""
+    q, rows = scores.shape
+    if rows % GROUP_ROWS or rows // GROUP_ROWS < k:
+        return jax.lax.top_k(scores, k)
+    grouped = scores.reshape(q, rows // GROUP_ROWS, GROUP_ROWS)
+    _, groups = jax.lax.top_k(grouped.max(2), k)
+    groups = jnp.sort(groups, 1)  # candidates in row order, so ties still go to the lower row
+    cand = jnp.take_along_axis(grouped, groups[:, :, None], 1).reshape(q, k * GROUP_ROWS)
+    top_s, top = jax.lax.top_k(cand, k)
+    rows_of = (groups[:, :, None] * GROUP_ROWS + jnp.arange(GROUP_ROWS)).reshape(q, -1)
+    return top_s, jnp.take_along_axis(rows_of, top, 1)
 
 
 def _search_fn(mesh: Mesh, num_blocks: int, chunk_rows: int, k: int):
@@ -89,7 +113,8 @@ class ExactSearcher:
         self.num_blocks, self.dim = block_emb.shape
         self.dtype = np.dtype(dtype or block_emb.dtype)
         per_device = math.ceil(self.num_blocks / len(devices))
-        self.chunk_rows = min(chunk_rows, _round_up(per_device, 8))
+        fit = _round_up(per_device, 8)  # a shard in one chunk, in whole groups once that large
+        self.chunk_rows = min(chunk_rows, fit if fit < GROUP_ROWS else _round_up(fit, GROUP_ROWS))
         rows = _round_up(per_device, self.chunk_rows)
         self.mesh = Mesh(np.asarray(devices), (AXIS,))
         shape = (rows * len(devices), self.dim)

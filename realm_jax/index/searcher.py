@@ -79,6 +79,12 @@ def numpy_top_k(
         s = q @ chunk.T  # [Q, chunk]
         kk = min(k, s.shape[1])
         top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+        # argpartition keeps any of the rows tied at the k-th score: rows with such a tie are
+        # sorted stably instead (rare on float embeddings), so the lower ids are kept.
+        kth = np.take_along_axis(s, top, 1).min(1)
+        tied = (s >= kth[:, None]).sum(1) > kk
+        if tied.any():
+            top[tied] = np.argsort(-s[tied], axis=1, kind="stable")[:, :kk]
         best_s = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
         best_i = np.concatenate([best_i, top + start], 1)
         # Sort by (-score, id) so ties resolve to the lower id; keep the best k.

@@ -39,6 +39,17 @@ def test_numpy_reference_matches_a_full_sort():
     np.testing.assert_allclose(s, ref_s, rtol=1e-5)
 
 
+def test_numpy_reference_keeps_the_lower_ids_of_tied_scores():
+    """Integer vectors: hundreds of rows tie at the k-th score (argpartition alone keeps any)."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 3, (5000, 8)).astype(np.float32)
+    q = rng.integers(-2, 3, (30, 8)).astype(np.float32)
+    s, ids = numpy_top_k(q, x, 10, chunk_rows=1024)
+    ref_s, ref_ids = _argsort_top_k(q, x, 10)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(s, ref_s)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, BFLOAT16])
 def test_exact_equals_numpy_on_8_devices(num_devices, dtype):
     x, q = _random(1001, 16, 37, seed=1)  # 1001 rows: not divisible by 8 devices x 64 rows
@@ -54,13 +65,31 @@ def test_exact_equals_numpy_on_8_devices(num_devices, dtype):
 
 
 def test_sharded_exact_equals_unsharded(num_devices):
-    x, q = _random(777, 24, 300, seed=2)  # 300 queries: two query batches (256 + 44)
+    x, q = _random(777, 24, 600, seed=2)  # 600 queries: two query batches (512 + 88)
     one = ExactSearcher(x, devices=jax.local_devices()[:1], chunk_rows=128)
     many = ExactSearcher(x, chunk_rows=32)
     s1, i1 = one.search(q, 10)
     s8, i8 = many.search(q, 10)
     np.testing.assert_array_equal(i8, i1)
     np.testing.assert_allclose(s8, s1, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("devices", [1, 8])
+def test_grouped_chunk_top_k_breaks_ties_like_numpy(num_devices, devices):
+    """Chunks of 2,048 rows take their top-k through group maxima (16 groups of 128): small
+    integer vectors give integer scores, so hundreds of rows tie and the k-th place is decided by
+    the lower id, as in numpy. k = 17 (more than the groups) takes the plain top-k."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (20_003, 8)).astype(np.float32)
+    q = rng.integers(-2, 3, (40, 8)).astype(np.float32)
+    searcher = ExactSearcher(x, devices=jax.local_devices()[:devices], chunk_rows=2048)
+    assert searcher.chunk_rows == 2048
+    for k in (1, 10, 16, 17):
+        s, ids = searcher.search(q, k)
+        ref_s, ref_ids = numpy_top_k(q, x, k)
+        np.testing.assert_array_equal(s, ref_s)  # integer sums: exact in float32
+        np.testing.assert_array_equal(ids, ref_ids)
+    assert (ref_s[:, :-1] == ref_s[:, 1:]).mean() > 0.5  # the scores do tie
 
 
 def test_exact_padding_never_returned():
