@@ -106,9 +106,9 @@ def corpus_embedding_main(
                     ours_out = embed(tower, blocks, **ours_kw)
                 else:
                     torch_out = torch_tower(blocks, batches)
-                (ours_s if side == "ours" else torch_s).append(time.perf_counter() - start)
-                print(f"  round {r} {side}: {n / (ours_s + torch_s)[-1]:.1f} blocks/s",
-                      flush=True)
+                seconds = time.perf_counter() - start
+                (ours_s if side == "ours" else torch_s).append(seconds)
+                print(f"  round {r} {side}: {n / seconds:.1f} blocks/s", flush=True)
         max_diff = float(np.abs(ours_out - torch_out).max())
         if save_dir:
             _save_embeddings(save_dir, embed, tower, ours_out)
