@@ -39,6 +39,7 @@ def jax_encoder_fn(cfg, params, batch, **model_kwargs):
     model = BertModel(cfg, **model_kwargs)
     fwd = jax.jit(lambda p, i, m, t: model.apply(p, i, m, t))
     args = [jnp.asarray(batch[k]) for k in ("input_ids", "input_mask", "token_type_ids")]
+    params = jax.device_put(params)  # once, as torch holds its weights (was copied every call)
     return lambda: jax.block_until_ready(fwd(params, *args))
 
 

@@ -18,13 +18,18 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from realm_jax.benchmarks.common import time_interleaved
-from realm_jax.index.scann_searcher import ScannParams, ScannSearcher
+from realm_jax.index.scann_searcher import (
+    BRUTE_FORCE_BELOW,
+    ScannParams,
+    ScannSearcher,
+    scann_params,
+)
 from realm_jax.index.searcher import recall_at_k
 
 RECALL_TARGETS = (0.90, 0.95, 0.99)
 IVF_NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 HNSW_EF_SEARCH = (16, 32, 64, 128, 256, 512)
-SCANN_LEAF_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+SCANN_LEAF_FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0)
 SCANN_REORDER = (50, 100, 200)
 
 
@@ -132,6 +137,15 @@ def scann_points(
         built.save(tmp)
         mib = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp)) / 2**20
     points = []
+    if n < BRUTE_FORCE_BELOW:  # what our index uses at this size: ScaNN's exact brute force
+        start = time.perf_counter()
+        default = ScannSearcher.build(block_emb, scann_params(n), recall_k=k,
+                                      recall_queries=queries[:64])
+        brute_s = time.perf_counter() - start
+        ids = default.search(queries, k)[1]
+        qps = _timed(lambda: default.search(queries, k), len(queries), rounds)
+        points.append(SweepPoint("ScannSearcher (ours)", f"brute force (N < {BRUTE_FORCE_BELOW})",
+                                 brute_s, mib, qps, recall_at_k(ids, true_ids)))
     for leaves_searched in sorted({max(1, math.ceil(leaves * f)) for f in SCANN_LEAF_FRACTIONS}):
         for reorder in SCANN_REORDER:
             swept = dataclasses.replace(params, leaves_to_search=leaves_searched, reorder=reorder)

@@ -45,12 +45,11 @@ def _local_top_k(query_emb, block_emb, *, num_blocks: int, chunk_rows: int, k: i
         i, chunk = xs
         # float32 math on the stored values (bfloat16 storage is upcast one chunk at a time).
         s = jnp.dot(query_emb, chunk.astype(jnp.float32).T)  # [Q, chunk]
-        ids = offset + i * chunk_rows + jnp.arange(chunk_rows)
-        s = jnp.where(ids < num_blocks, s, -jnp.inf)
-        cs, ci = _chunk_top_k(s, kk)
+        start = offset + i * chunk_rows
+        cs, ci = _chunk_top_k(s, kk, num_blocks - start)  # rows past N are padding
         # Running best first: on equal scores the lower id (seen earlier) wins.
         merged_s = jnp.concatenate([best_s, cs], 1)
-        merged_i = jnp.concatenate([best_i, ids[ci]], 1)
+        merged_i = jnp.concatenate([best_i, start + ci], 1)
         top_s, top = jax.lax.top_k(merged_s, k)
         return (top_s, jnp.take_along_axis(merged_i, top, 1)), None
 
@@ -60,18 +59,28 @@ def _local_top_k(query_emb, block_emb, *, num_blocks: int, chunk_rows: int, k: i
     return best_s[None], best_i[None]
 
 
-def _chunk_top_k(scores, k: int):
-    """lax.top_k of scores [Q, rows] (ties: the lower row), through group maxima when rows splits
-    into at least k groups of GROUP_ROWS (module docstring)."""
+def _chunk_top_k(scores, k: int, valid):
+    """lax.top_k of scores [Q, rows] over its first ``valid`` rows (a traced count; the rest is
+    padding), ties to the lower row, through group maxima when rows splits into at least k groups
+    of GROUP_ROWS (module docstring). Padding is masked where it is cheap: whole groups past
+    ``valid`` by their maxima, the one group ``valid`` cuts by its own [Q, GROUP_ROWS] slice, and
+    the candidates, never the whole [Q, rows] score matrix (a pass over it cost ~1/4 of a search).
+    """
     q, rows = scores.shape
     if rows % GROUP_ROWS or rows // GROUP_ROWS < k:
-        return jax.lax.top_k(scores, k)
-    grouped = scores.reshape(q, rows // GROUP_ROWS, GROUP_ROWS)
-    _, groups = jax.lax.top_k(grouped.max(2), k)
+        return jax.lax.top_k(jnp.where(jnp.arange(rows) < valid, scores, -jnp.inf), k)
+    n_groups = rows // GROUP_ROWS
+    grouped = scores.reshape(q, n_groups, GROUP_ROWS)
+    maxima = jnp.where(jnp.arange(n_groups) * GROUP_ROWS < valid, grouped.max(2), -jnp.inf)
+    cut = jnp.clip(valid // GROUP_ROWS, 0, n_groups - 1)  # the group holding row ``valid``
+    part = jax.lax.dynamic_index_in_dim(grouped, cut, axis=1, keepdims=False)  # [Q, GROUP_ROWS]
+    real = cut * GROUP_ROWS + jnp.arange(GROUP_ROWS) < valid
+    maxima = maxima.at[:, cut].set(jnp.where(real, part, -jnp.inf).max(1))
+    _, groups = jax.lax.top_k(maxima, k)
     groups = jnp.sort(groups, 1)  # candidates in row order, so ties still go to the lower row
-    cand = jnp.take_along_axis(grouped, groups[:, :, None], 1).reshape(q, k * GROUP_ROWS)
-    top_s, top = jax.lax.top_k(cand, k)
     rows_of = (groups[:, :, None] * GROUP_ROWS + jnp.arange(GROUP_ROWS)).reshape(q, -1)
+    cand = jnp.take_along_axis(grouped, groups[:, :, None], 1).reshape(q, k * GROUP_ROWS)
+    top_s, top = jax.lax.top_k(jnp.where(rows_of < valid, cand, -jnp.inf), k)
     return top_s, jnp.take_along_axis(rows_of, top, 1)
 
 

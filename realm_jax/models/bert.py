@@ -178,20 +178,23 @@ class BertSelfAttention(nn.Module):
     chunk_bytes: int | None = CPU_ATTENTION_CHUNK_BYTES
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, bias, deterministic: bool, cls_only: bool = False):
+        """x [b, s, hidden] -> [b, s, hidden]; ``cls_only``: position 0's output only, [b, 1,
+        hidden] (its query attends over every key, as in the full computation)."""
         cfg = self.config
         b, s, _ = x.shape
         h, d = cfg.num_attention_heads, cfg.head_dim
 
-        def heads(name):  # [b, s, hidden] -> [b, h, s, d]
-            y = _dense(cfg.hidden_size, cfg, self.dtype, self.param_dtype, name)(x)
-            return y.reshape(b, s, h, d).transpose(0, 2, 1, 3)
+        def heads(name, rows):  # [b, rows, hidden] -> [b, h, rows, d]
+            y = _dense(cfg.hidden_size, cfg, self.dtype, self.param_dtype, name)(rows)
+            return y.reshape(b, rows.shape[1], h, d).transpose(0, 2, 1, 3)
 
-        q, k, v = heads("query"), heads("key"), heads("value")
+        q = heads("query", x[:, :1] if cls_only else x)
+        k, v = heads("key", x), heads("value", x)
         rate = cfg.attention_probs_dropout_prob
         rng = None if deterministic or rate == 0.0 else self.make_rng("dropout")
         chunk = b
-        if self.chunk_bytes is not None and jax.default_backend() == "cpu":
+        if self.chunk_bytes is not None and jax.default_backend() == "cpu" and not cls_only:
             chunk = attention_batch_chunk(b, h, s, jnp.dtype(self.dtype).itemsize, self.chunk_bytes)
         if chunk == b:
             ctx = dot_product_attention(q, k, v, bias, rate, rng)
@@ -210,7 +213,7 @@ class BertSelfAttention(nn.Module):
                 lambda a: core(*a),
                 (split(q), split(k), split(v), split(jnp.broadcast_to(bias, (b, 1, 1, s))), rngs),
             ).reshape(b, h, s, d)
-        return ctx.transpose(0, 2, 1, 3).reshape(b, s, cfg.hidden_size)
+        return ctx.transpose(0, 2, 1, 3).reshape(b, q.shape[2], cfg.hidden_size)
 
 
 class BertLayer(nn.Module):
@@ -222,7 +225,8 @@ class BertLayer(nn.Module):
     attention_chunk_bytes: int | None = CPU_ATTENTION_CHUNK_BYTES
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, bias, deterministic: bool, cls_only: bool = False):
+        """x [b, s, hidden] -> [b, s, hidden] (``cls_only``: [b, 1, hidden], position 0 only)."""
         cfg = self.config
         dense = lambda n, name: _dense(n, cfg, self.dtype, self.param_dtype, name)  # noqa: E731
         norm = lambda name: nn.LayerNorm(  # noqa: E731
@@ -233,7 +237,9 @@ class BertLayer(nn.Module):
         attention = BertSelfAttention(
             cfg, self.dtype, self.param_dtype, self.attention_chunk_bytes, name="attention"
         )
-        ctx = attention(x, bias, deterministic)
+        ctx = attention(x, bias, deterministic, cls_only)
+        if cls_only:
+            x = x[:, :1]
         attn_out = dense(cfg.hidden_size, "attention_output")(ctx)
         x = norm("attention_LayerNorm")(x + drop(attn_out, deterministic=deterministic))
         y = ACTIVATIONS[cfg.hidden_act](dense(cfg.intermediate_size, "intermediate")(x))
@@ -256,8 +262,8 @@ class BertModel(nn.Module):
     def setup(self):
         cfg = self.config
         self.embeddings = BertEmbeddings(cfg, self.dtype, self.param_dtype)
-        # static_argnums counts self: 3 is __call__'s ``deterministic``
-        layer = nn.remat(BertLayer, static_argnums=(3,)) if self.remat else BertLayer
+        # static_argnums counts self: 3 and 4 are __call__'s ``deterministic`` and ``cls_only``
+        layer = nn.remat(BertLayer, static_argnums=(3, 4)) if self.remat else BertLayer
         self.layers = [
             layer(
                 cfg, self.dtype, self.param_dtype, self.attention_chunk_bytes, name=f"layer_{i}"
@@ -267,13 +273,30 @@ class BertModel(nn.Module):
         if self.add_pooler:
             self.pooler = _dense(cfg.hidden_size, cfg, self.dtype, self.param_dtype, "pooler")
 
-    def __call__(self, input_ids, input_mask, token_type_ids=None, deterministic: bool = True):
+    def __call__(
+        self,
+        input_ids,
+        input_mask,
+        token_type_ids=None,
+        deterministic: bool = True,
+        pooled_only: bool = False,
+    ):
+        """-> (sequence_output, pooled_output).
+
+        ``pooled_only`` (used only when ``deterministic``): the last layer computes the [CLS]
+        position alone, all the pooled output needs (its keys and values still cover every
+        position); sequence_output is then [batch, 1, hidden]. The same pooled output up to float
+        rounding, for ~1/7 less compute (6 layers: the last layer's queries, attention output and
+        feed-forward for one position instead of all). In training the full last layer runs, so
+        the dropout masks stay those of the whole sequence.
+        """
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids, deterministic)
         bias = attention_bias(input_mask, self.dtype)
-        for layer in self.layers:
-            x = layer(x, bias, deterministic)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x, bias, deterministic, pooled_only and deterministic and i == last)
         pooled = jnp.tanh(self.pooler(x[:, 0])) if self.add_pooler else None
         return x, pooled
 

@@ -47,7 +47,8 @@ class Embedder(nn.Module):
         lead, seq_len = input_ids.shape[:-1], input_ids.shape[-1]
         flat = lambda x: None if x is None else x.reshape(-1, seq_len)
         _, pooled = self.bert(
-            flat(input_ids), flat(input_mask), flat(token_type_ids), deterministic
+            flat(input_ids), flat(input_mask), flat(token_type_ids), deterministic,
+            pooled_only=True,
         )  # [n, hidden]
         emb = self.LayerNorm(self.dense(pooled))  # [n, proj_size]
         return emb.reshape(*lead, self.proj_size)

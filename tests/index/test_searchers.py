@@ -98,6 +98,22 @@ def test_exact_padding_never_returned():
     assert sorted(ids[0]) == [0, 1, 2] and np.all(s == -4)
 
 
+@pytest.mark.parametrize("n", [2048 + 1, 2048 + 127, 2048 + 128, 4096 - 1])
+def test_grouped_path_never_returns_padding(n):
+    """Chunks of 2,048 rows in groups of 128, the last chunk cut inside a group, on a group
+    boundary, or one row short: zero rows would outscore every real (negative) row."""
+    rng = np.random.default_rng(n)
+    x = -np.abs(rng.standard_normal((n, 4))).astype(np.float32) - 0.1
+    q = np.abs(rng.standard_normal((5, 4))).astype(np.float32)
+    searcher = ExactSearcher(x, devices=jax.local_devices()[:1], chunk_rows=2048)
+    for k in (1, 10, 16):
+        s, ids = searcher.search(q, k)
+        ref_s, ref_ids = numpy_top_k(q, x, k)
+        assert ids.max() < n
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_allclose(s, ref_s, rtol=1e-5)
+
+
 def test_bad_queries_are_one_line_errors():
     searcher = ExactSearcher(np.ones((5, 4), np.float32))
     with pytest.raises(ValueError, match=r"expected \[num_queries, 4\]"):

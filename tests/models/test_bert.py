@@ -144,3 +144,27 @@ def test_chunked_attention_equals_unchunked(tokenizer, tiny_bert_config, passage
     np.testing.assert_array_equal(run(chunked), run(chunked))
     grads = jax.grad(lambda p: chunked.apply(p, b["input_ids"], b["input_mask"])[1].sum())(params)
     assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_pooled_only_equals_the_full_last_layer(tokenizer, tiny_bert_config, passages32, remat):
+    """pooled_only runs the last layer for [CLS] alone: the same pooled output (float32
+    rounding: the [CLS] row's products are summed in other batches, ~1e-6) and the same gradients
+    of it; sequence_output keeps position 0 only; training mode ignores it (full last layer,
+    the same dropout masks)."""
+    b = _batch(tokenizer, [p["text"] for p in passages32[:6]], 32)
+    model, params = _init(tiny_bert_config, b, remat=remat)
+    args = (b["input_ids"], b["input_mask"], b["token_type_ids"])
+    seq, pooled = model.apply(params, *args)
+    cls_seq, cls_pooled = model.apply(params, *args, pooled_only=True)
+    assert cls_seq.shape == (6, 1, 32)
+    np.testing.assert_allclose(cls_seq[:, 0], seq[:, 0], atol=2e-6, rtol=0)
+    np.testing.assert_allclose(cls_pooled, pooled, atol=2e-6, rtol=0)
+    loss = lambda only: lambda p: (model.apply(p, *args, pooled_only=only)[1] ** 2).sum()
+    for g_full, g_cls in zip(jax.tree.leaves(jax.grad(loss(False))(params)),
+                             jax.tree.leaves(jax.grad(loss(True))(params)), strict=True):
+        np.testing.assert_allclose(g_cls, g_full, atol=2e-5, rtol=1e-4)
+    train = lambda only: model.apply(params, *args, deterministic=False, pooled_only=only,
+                                     rngs={"dropout": jax.random.PRNGKey(5)})
+    for full, only in zip(train(False), train(True), strict=True):
+        np.testing.assert_array_equal(only, full)
