@@ -28,9 +28,11 @@ from jax.sharding import PartitionSpec as P
 from realm_jax.index.searcher import check_query
 
 AXIS = "blocks"
-DEFAULT_CHUNK_ROWS = 65536
+DEFAULT_CHUNK_ROWS = 32768
 GROUP_ROWS = 128  # rows under one group maximum (module docstring)
-MAX_QUERY_BATCH = 512  # queries per device call: scores [512, chunk_rows] float32 = 128 MiB
+# Queries per device call: scores [1024, chunk_rows] float32 = 128 MiB. Each call streams every
+# block once, so 1,000 queries in one call instead of two: +5% at 1M x 128 on CPU.
+MAX_QUERY_BATCH = 1024
 
 
 def _local_top_k(query_emb, block_emb, *, num_blocks: int, chunk_rows: int, k: int):

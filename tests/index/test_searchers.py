@@ -65,7 +65,7 @@ def test_exact_equals_numpy_on_8_devices(num_devices, dtype):
 
 
 def test_sharded_exact_equals_unsharded(num_devices):
-    x, q = _random(777, 24, 600, seed=2)  # 600 queries: two query batches (512 + 88)
+    x, q = _random(777, 24, 1100, seed=2)  # 1,100 queries: two query batches (1,024 + 76)
     one = ExactSearcher(x, devices=jax.local_devices()[:1], chunk_rows=128)
     many = ExactSearcher(x, chunk_rows=32)
     s1, i1 = one.search(q, 10)
