@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 import numpy as np
@@ -142,7 +144,9 @@ def run_set(name, block_emb, queries, k, rounds, leaves_searched, plot, faiss) -
     print(format_table(headers, matched_recall_rows(points)))
     if plot:
         plot_recall_qps(points, plot, f"{name}: {n:,} x {dim}, {len(queries)} queries, top-{k}")
-        print(f"wrote {plot}")
+        with open(os.path.splitext(plot)[0] + ".json", "w", encoding="utf-8") as f:
+            json.dump([vars(p) for p in points], f, indent=1)
+        print(f"wrote {plot} and its points beside it (.json)")
     figures["points"] = [vars(p) for p in points]
     return figures
 

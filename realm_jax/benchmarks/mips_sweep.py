@@ -185,8 +185,19 @@ def matched_recall_rows(
     return rows
 
 
+def pareto_front(points: Sequence[SweepPoint]) -> list[SweepPoint]:
+    """The settings no other setting beats on both recall and queries/s, by rising recall."""
+    front, best_qps = [], -1.0
+    for p in sorted(points, key=lambda p: (-p.recall, -p.qps)):
+        if p.qps > best_qps:
+            front.append(p)
+            best_qps = p.qps
+    return front[::-1]
+
+
 def plot_recall_qps(points: Sequence[SweepPoint], path: str, title: str) -> None:
-    """Recall@k against queries/s (log scale), one line per method, to a PNG."""
+    """Recall@k against queries/s (log scale) to a PNG: each method's Pareto front as a line, all
+    its settings as faint dots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,14 +205,17 @@ def plot_recall_qps(points: Sequence[SweepPoint], path: str, title: str) -> None
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method in dict.fromkeys(p.method for p in points):
-        mine = sorted((p for p in points if p.method == method), key=lambda p: p.recall)
-        ax.plot([p.recall for p in mine], [p.qps for p in mine], "o-", label=method, ms=3)
+        mine = [p for p in points if p.method == method]
+        front = pareto_front(mine)
+        line = ax.plot([p.recall for p in front], [p.qps for p in front], "o-", label=method, ms=3)
+        ax.plot([p.recall for p in mine], [p.qps for p in mine], ".", color=line[0].get_color(),
+                alpha=0.35, ms=4)
     for target in RECALL_TARGETS:
         ax.axvline(target, color="grey", lw=0.5, ls=":")
     ax.set_xlabel("recall@10")
     ax.set_ylabel("queries / s (log)")
     ax.set_yscale("log")
-    ax.set_xlim(left=max(0.5, min(p.recall for p in points) - 0.02), right=1.005)
+    ax.set_xlim(left=max(0.4, min(p.recall for p in points) - 0.02), right=1.005)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)

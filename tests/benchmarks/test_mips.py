@@ -5,7 +5,7 @@ import json
 import pytest
 
 from realm_jax.benchmarks.mips import mips_main
-from realm_jax.benchmarks.mips_sweep import SweepPoint, best_at, matched_recall_rows
+from realm_jax.benchmarks.mips_sweep import SweepPoint, best_at, matched_recall_rows, pareto_front
 
 
 def test_best_at_picks_the_fastest_point_that_reaches_the_recall():
@@ -17,6 +17,7 @@ def test_best_at_picks_the_fastest_point_that_reaches_the_recall():
     ]
     assert {m: p.setting for m, p in best_at(points, 0.95).items()} == {"a": "x=2", "b": "-"}
     assert best_at(points, 0.999).keys() == {"b"}
+    assert [p.setting for p in pareto_front(points)] == ["x=1", "x=2", "x=4", "-"]
     rows = matched_recall_rows(points, (0.9, 0.999))
     assert rows[0] == ["a", 1.0, 1.0, "500 (x=2)", "not reached"]
     assert rows[1][3:] == ["100 (-)", "100 (-)"]
@@ -41,6 +42,8 @@ def test_mips_main_times_every_method_and_prints_the_json_line(capsys, tmp_path)
     flat = [line for line in out.splitlines() if line.startswith("| faiss FlatIP")]
     assert flat and "(exact=-)" in flat[0] and "not reached" not in flat[0]
     assert (tmp_path / "recall_qps.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "recall_qps.json").read_text())
+    assert {p["method"].split(" (")[0] for p in saved} >= {"faiss FlatIP", "ScannSearcher"}
     assert result["scann_vs_best_faiss_at_095"] == pytest.approx(
         result["scann_qps_at_095"] / result["best_faiss_qps_at_095"]
     )
