@@ -114,8 +114,8 @@ def corpus_embedding_main(
             _save_embeddings(save_dir, embed, tower, ours_out)
     ours = n / float(np.median(ours_s))
     theirs = n / float(np.median(torch_s))
-    padded_ours = sum(len(i) * (-(-min(int(lengths[i].max()), max_len) // 32) * 32)
-                      for i, _ in batches)
+    ours_batches = length_batches(lengths, batch_size, max_len)  # as CorpusEmbedder pads
+    padded_ours = sum(len(i) * s for i, s in ours_batches)
     rows = [
         ["realm_jax CorpusEmbedder (jit, pad to x32)", ours, ours / theirs, padded_ours / n],
         [f"torch BertModel ({torch_tower.attention}, {torch_threads} threads, dynamic pad)",

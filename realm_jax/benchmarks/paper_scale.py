@@ -120,7 +120,7 @@ def paper_scale_main(
         same = again_ids == found_ids
         rel = np.abs(again_s - found_s) / np.maximum(np.abs(found_s), 1.0)
         loaded_diff = float(np.max(rel[same], initial=0.0))
-        loaded_agree = float(np.mean(again_ids == found_ids))
+        loaded_agree = float(np.mean(same))
         rows += [
             ["IndexStore.publish (write, sha256, fsync)", seconds["publish"], "–",
              rss["publish"]],
