@@ -188,6 +188,7 @@ class Answerer:
     def __init__(self, model: OpenQAModel, data: OpenQAData):
         self.data = data
         self.predict = make_openqa_predict(model)
+        self.about: dict = {}  # what load_openqa_run loaded: step, corpus version, index
 
     def __call__(self, params: dict, questions: Sequence[str], batch_size: int) -> list[dict]:
         """One prediction record per question, in order (batches padded to one shape)."""
@@ -287,7 +288,7 @@ def load_openqa_run(workdir: str) -> tuple[ConfigDict, dict, Answerer]:
         raise ConfigError(
             f"{workdir} is a {read_run_config(workdir).stage} run, not an open-QA one"
         )
-    config, params, _ = restore_run_params(workdir)
+    config, params, step = restore_run_params(workdir)
     params = jax.device_put(params)  # once, not with every prediction batch
     spec = EmbedderSpec.from_realm_config(realm_config(config.model))
     snapshot = None
@@ -296,7 +297,14 @@ def load_openqa_run(workdir: str) -> tuple[ConfigDict, dict, Answerer]:
         store = serving.view
         snapshot = Snapshot(serving.meta["index"]["step"], serving.searcher, serving.block_emb,
                             None)
+        about = {"corpus_version": serving.version, "live_blocks": store.num_live,
+                 "index": serving.searcher.main.kind, "index_step": snapshot.step,
+                 "added_rows": len(serving.searcher.extra)}
     else:
         store = BlockStore(config.data.blocks_dir)
+        about = {"corpus_version": 0, "live_blocks": len(store), "index": "bm25",
+                 "index_step": None, "added_rows": 0}
     data = openqa_data(config, store, shared_tokenizer(), spec, snapshot)
-    return config, params, Answerer(stage_model(config), data)
+    answerer = Answerer(stage_model(config), data)
+    answerer.about = {"step": int(step), **about}
+    return config, params, answerer

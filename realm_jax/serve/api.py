@@ -39,8 +39,14 @@ class RealmQA:
         self._load()
 
     def _load(self) -> None:
+        previous = getattr(self, "answerer", None)
         self.config, self.params, self.answerer = load_openqa_run(self.workdir)
         self.tokenizer = shared_tokenizer()
+        if previous is not None:  # the same model after an edit: keep its compiled batch shapes
+            self.answerer.predict = previous.predict
+            old, new = previous.data.retriever, self.answerer.data.retriever
+            if hasattr(old, "encoder") and hasattr(new, "encoder"):
+                new.encoder = old.encoder
 
     def check_questions(self, questions: Sequence[str], where: str = "question") -> None:
         """Empty or non-string questions are errors, and so are questions with no wordpieces
@@ -60,13 +66,39 @@ class RealmQA:
                 log.warning("%s %d has %d wordpieces; the model reads the first %d", where, i,
                             n, limit)
 
-    def ask(self, questions: str | Sequence[str], where: str = "question") -> list[dict]:
+    def ask(self, questions: str | Sequence[str], where: str = "question",
+            batch_size: int | None = None) -> list[dict]:
         """One prediction per question: ``prediction``, ``probability`` (of that span in the
         reader beam), ``evidence`` (top-5 blocks: block, title, text, retrieval probability),
-        ``answer_block`` and ``answer_chars`` (the span in that block's text, or None)."""
+        ``answer_block`` and ``answer_chars`` (the span in that block's text, or None).
+        ``batch_size`` (default: the one given at construction) is the compiled batch shape;
+        each distinct value compiles once."""
         questions = [questions] if isinstance(questions, str) else list(questions)
         self.check_questions(questions, where)
-        return self.answerer(self.params, questions, self.batch_size)
+        return self.answerer(self.params, questions, batch_size or self.batch_size)
+
+    def ask_each(self, questions: Sequence[str], batch_size: int) -> list[dict | QuestionError]:
+        """As ``ask``, but a question that cannot be asked gets its ``QuestionError`` in its place
+        instead of failing the others (the HTTP server batches questions of many clients)."""
+        results: list = [None] * len(questions)
+        for i, question in enumerate(questions):
+            try:
+                self.check_questions([question])
+            except QuestionError as e:
+                results[i] = e
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            predictions = self.answerer(self.params, [questions[i] for i in todo], batch_size)
+            for i, prediction in zip(todo, predictions, strict=True):
+                results[i] = prediction
+        return results
+
+    def info(self) -> dict:
+        """What is loaded: ``run`` (the workdir), ``step`` (of the checkpoint), ``corpus_version``,
+        ``live_blocks``, ``index`` (its kind), ``index_step``, ``added_rows`` (blocks added by
+        edits since that index), ``question_wordpieces`` (what the model reads of a question)."""
+        return {"run": self.workdir, **self.answerer.about,
+                "question_wordpieces": self.config.openqa.question_len - 2}
 
     def ask_file(self, questions_path: str, output: str) -> int:
         """Answers a jsonl of ``{question, ...}`` into ``output`` (jsonl, written atomically);

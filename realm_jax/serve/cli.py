@@ -5,6 +5,8 @@
   realm-jax corpus add|replace|delete --workdir W DOCS.jsonl
   realm-jax index --workdir W                           re-embed every block, current embedder
   realm-jax index --workdir W --verify                  check every published index byte for byte
+  realm-jax serve --workdir W [--host 127.0.0.1] [--port 8000] [--allow-edits]
+                                                        HTTP API + page (realm_jax/serve/http.py)
 
 ``DOCS.jsonl`` holds ``{"id", "title", "text"}`` per line (``{"id"}`` for delete); ids are the
 corpus's own (``id`` of its jsonl lines, or the record number of ``blocks.tfr``). An edit embeds
@@ -34,6 +36,7 @@ from realm_jax.index.versions import SERVING_INDEX
 from realm_jax.run.files import RunDir
 from realm_jax.run.lock import EDIT_LOCK_TIMEOUT
 from realm_jax.serve.api import RealmQA
+from realm_jax.serve.server import TOKEN_ENV, serve
 
 BOLD_YELLOW, RESET = "\033[1;33m", "\033[0m"
 
@@ -83,6 +86,23 @@ def _parser() -> argparse.ArgumentParser:
                        help="check every published index of the run against its SHA-256 sums "
                        "(a load checks sizes and sampled pieces only) instead of re-embedding; "
                        "exit status 1 if one is damaged")
+    serve = sub.add_parser("serve", help="the HTTP API and the page, on one host and port")
+    serve.add_argument("--workdir", required=True, help="a fine-tuned open-QA run directory")
+    serve.add_argument("--host", default="127.0.0.1", help="the one address to listen on "
+                       "(default %(default)s: this machine only)")
+    serve.add_argument("--port", type=int, default=8000,
+                       help="default %(default)s; 0: any free one")
+    serve.add_argument("--allow-edits", "--allow_edits", dest="allow_edits", action="store_true",
+                       help="turn on POST /api/corpus/{add,replace,delete}, for requests with "
+                       f"'Authorization: Bearer <token>'; the token from --token-file or "
+                       f"${TOKEN_ENV}")
+    serve.add_argument("--token-file", "--token_file", dest="token_file",
+                       help="a file holding the edit token (its first line)")
+    serve.add_argument("--max_batch", type=_positive_int, default=32,
+                       help="questions answered in one model call at most (default %(default)s)")
+    serve.add_argument("--batch_window_ms", type=float, default=2.0,
+                       help="how long a question waits for others to join its batch "
+                       "(default %(default)g ms)")
     for writer in (corpus, index):
         writer.add_argument("--lock_timeout", type=_lock_timeout, default=EDIT_LOCK_TIMEOUT,
                             help="seconds to wait while another corpus edit or re-index of the "
@@ -153,6 +173,8 @@ def _run(args) -> int:
               f"{info['seconds']:.2f} s in all")
         print(json.dumps(info))
         return 0
+    if args.command == "serve":
+        return serve(args)
     qa = RealmQA(args.workdir, getattr(args, "batch_size", 8))
     if args.command == "ask":
         return _ask(args, qa)
