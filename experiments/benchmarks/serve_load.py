@@ -35,6 +35,9 @@ flags.DEFINE_integer("requests", 2000, "Questions sent per level.")
 flags.DEFINE_integer("max_batch", 32, "The server's --max_batch with batching.")
 flags.DEFINE_bool("unbatched", True, "Also measure the server with --max_batch 1.")
 
+HEADERS = ["max_batch", "clients", "requests", "lost", "questions/s", "p50 ms", "p99 ms",
+           "mean batch", "model ms/question", "model busy"]
+
 
 def main(argv):
     del argv
@@ -52,18 +55,18 @@ def main(argv):
             for r in load_levels(server.url, questions, levels, f.requests):
                 results[(max_batch, r["clients"])] = r
                 rows.append([max_batch, r["clients"], r["requests"], r["lost"],
-                             r["questions_per_s"], r["p50_ms"], r["p99_ms"]])
-                print(format_table(["max_batch", "clients", "requests", "lost", "questions/s",
-                                    "p50 ms", "p99 ms"], rows[-1:]).splitlines()[-1], flush=True)
+                             r["questions_per_s"], r["p50_ms"], r["p99_ms"], r["mean_batch"],
+                             r["model_ms_per_question"], r["model_busy"]])
+                print(format_table(HEADERS, rows[-1:]).splitlines()[-1], flush=True)
                 if r["first_failure"]:
                     print(f"  first failure: {r['first_failure']}", flush=True)
-    print(format_table(["max_batch", "clients", "requests", "lost", "questions/s", "p50 ms",
-                        "p99 ms"], rows))
+    print(format_table(HEADERS, rows))
     low, high = results[(f.max_batch, min(levels))], results[(f.max_batch, max(levels))]
     record = {"benchmark": "serve_load", "requests_per_level": f.requests,
               "qps_1": low["questions_per_s"], "qps_32": high["questions_per_s"],
               "ratio_32_to_1": high["questions_per_s"] / low["questions_per_s"],
               "p50_ms_32": high["p50_ms"], "p99_ms_32": high["p99_ms"],
+              "model_busy_32": high["model_busy"],
               "lost": sum(r["lost"] for r in results.values())}
     if f.unbatched:
         record["unbatched_qps_32"] = results[(1, max(levels))]["questions_per_s"]

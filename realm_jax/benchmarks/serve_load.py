@@ -4,18 +4,21 @@ Starts the server on a free port in a subprocess, then for each number of concur
 sends ``requests`` questions in all (each client asks one question after another over its own
 keep-alive connection) and counts the answers: lost = sent - answered with status 200. Reports
 p50 / p99 latency and questions/s per level, with batching (``max_batch``) and, for comparison,
-without (``--max_batch 1``).
+without (``--max_batch 1``), and from the server's counters the mean batch, the model thread's
+milliseconds per question and the share of the time it was busy (1.0: the model is the limit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 from realm_jax.data.questions import iter_rows
 
@@ -103,12 +106,26 @@ async def _level(url: str, questions: list[str], clients: int, requests: int) ->
     }
 
 
+def server_stats(url: str) -> dict:
+    """The server's batching counters (``/api/info``'s ``stats``)."""
+    with urllib.request.urlopen(url + "/api/info", timeout=60) as response:
+        return json.load(response)["stats"]
+
+
 def load_levels(url: str, questions: list[str], levels: list[int], requests: int) -> list[dict]:
-    """Each level of concurrency in turn (a short warm-up of 2 x clients requests first)."""
+    """Each level of concurrency in turn (a short warm-up of 2 x clients requests first), with
+    the server's mean batch and the share of the wall time its model thread was busy."""
     out = []
     for clients in levels:
         asyncio.run(_level(url, questions, clients, 2 * clients))
-        out.append(asyncio.run(_level(url, questions, clients, requests)))
+        before = server_stats(url)
+        result = asyncio.run(_level(url, questions, clients, requests))
+        after = server_stats(url)
+        done = {k: after[k] - before[k] for k in ("batches", "questions", "model_seconds")}
+        result["mean_batch"] = done["questions"] / max(1, done["batches"])
+        result["model_busy"] = done["model_seconds"] / result["seconds"]
+        result["model_ms_per_question"] = 1e3 * done["model_seconds"] / max(1, done["questions"])
+        out.append(result)
     return out
 
 

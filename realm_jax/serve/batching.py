@@ -1,10 +1,11 @@
 """Concurrent questions gathered into one model call: a short window, a maximum batch.
 
 ``QuestionBatcher.ask`` is awaited by each HTTP request; one task takes the first waiting
-question, whatever else is already waiting, and what arrives within ``window_s`` after it, up to
-``max_batch``, and answers them in one call on the model thread. While that call runs, new
-questions wait, so under load the batches grow by themselves and throughput with them; a lone
-question waits at most ``window_s``. Batches are padded to the next power of two (at most
+question, whatever else is already waiting, and, when the previous batch held more than one
+question (others are asking), what arrives within ``window_s`` after it, up to ``max_batch``, and
+answers them in one call on the model thread. While that call runs, new questions wait, so under
+load the batches grow by themselves and throughput with them; a lone client never waits for the
+window. Batches are padded to the next power of two (at most
 ``max_batch``), so the model compiles one shape per power of two, each once (``warm_up``).
 
 Everything that touches the model (answers, corpus edits) runs on that one thread, in order: an
@@ -50,6 +51,7 @@ class QuestionBatcher:
         self.model_thread = concurrent.futures.ThreadPoolExecutor(1, "realm-jax-model")
         self.stats = {"batches": 0, "questions": 0, "padded_questions": 0, "largest_batch": 0,
                       "model_seconds": 0.0}
+        self._last_size = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
 
@@ -88,7 +90,8 @@ class QuestionBatcher:
     async def _gather(self) -> list[tuple[str, asyncio.Future]]:
         loop = asyncio.get_running_loop()
         batch = [await self._queue.get()]
-        deadline = loop.time() + self.window_s
+        # One question last time: no one else is asking, so waiting would only add latency.
+        deadline = loop.time() + (self.window_s if self._last_size > 1 else 0.0)
         while len(batch) < self.max_batch:
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -108,6 +111,7 @@ class QuestionBatcher:
             if not batch:
                 continue
             questions = [q for q, _ in batch]
+            self._last_size = len(questions)
             start = time.perf_counter()
             try:
                 results = await self.run_exclusive(
