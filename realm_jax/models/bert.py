@@ -146,6 +146,17 @@ class BertEmbeddings(nn.Module):
 CPU_ATTENTION_CHUNK_BYTES = 4 * 2**20
 
 
+# On CPU the feed-forward runs over row chunks of about this many tokens (whole sequences): its
+# [tokens, intermediate] activations then stay in cache between the two GEMMs and the GELU.
+CPU_FFN_CHUNK_TOKENS = 2048
+
+
+def row_chunks(batch: int, seq: int, chunk_tokens: int | None) -> list[tuple[int, int]]:
+    """``[start, stop)`` batch ranges of about ``chunk_tokens`` tokens each (one: no chunking)."""
+    rows = batch if chunk_tokens is None else max(1, chunk_tokens // max(1, seq))
+    return [(i, min(batch, i + rows)) for i in range(0, batch, rows)]
+
+
 def attention_batch_chunk(batch: int, heads: int, seq: int, itemsize: int, budget: int) -> int:
     """Largest divisor of ``batch`` whose ``[chunk, heads, seq, seq]`` scores fit the budget."""
     per_example = heads * seq * seq * itemsize
@@ -223,6 +234,7 @@ class BertLayer(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
     attention_chunk_bytes: int | None = CPU_ATTENTION_CHUNK_BYTES
+    ffn_chunk_tokens: int | None = CPU_FFN_CHUNK_TOKENS
 
     @nn.compact
     def __call__(self, x, bias, deterministic: bool, cls_only: bool = False):
@@ -242,8 +254,12 @@ class BertLayer(nn.Module):
             x = x[:, :1]
         attn_out = dense(cfg.hidden_size, "attention_output")(ctx)
         x = norm("attention_LayerNorm")(x + drop(attn_out, deterministic=deterministic))
-        y = ACTIVATIONS[cfg.hidden_act](dense(cfg.intermediate_size, "intermediate")(x))
-        y = dense(cfg.hidden_size, "output")(y)
+        intermediate = dense(cfg.intermediate_size, "intermediate")
+        output = dense(cfg.hidden_size, "output")
+        ffn = lambda t: output(ACTIVATIONS[cfg.hidden_act](intermediate(t)))  # noqa: E731
+        chunk = self.ffn_chunk_tokens if jax.default_backend() == "cpu" else None
+        parts = row_chunks(x.shape[0], x.shape[1], chunk)
+        y = ffn(x) if len(parts) == 1 else jnp.concatenate([ffn(x[a:b]) for a, b in parts])
         return norm("output_LayerNorm")(x + drop(y, deterministic=deterministic))
 
 
@@ -255,6 +271,7 @@ class BertModel(nn.Module):
     param_dtype: Dtype = jnp.float32
     add_pooler: bool = True
     attention_chunk_bytes: int | None = CPU_ATTENTION_CHUNK_BYTES
+    ffn_chunk_tokens: int | None = CPU_FFN_CHUNK_TOKENS
     # Recompute each layer's activations in the backward pass instead of keeping them (training
     # memory ~ one layer's, for ~1/3 more compute); the same parameters and results.
     remat: bool = False
@@ -266,7 +283,8 @@ class BertModel(nn.Module):
         layer = nn.remat(BertLayer, static_argnums=(3, 4)) if self.remat else BertLayer
         self.layers = [
             layer(
-                cfg, self.dtype, self.param_dtype, self.attention_chunk_bytes, name=f"layer_{i}"
+                cfg, self.dtype, self.param_dtype, self.attention_chunk_bytes,
+                self.ffn_chunk_tokens, name=f"layer_{i}",
             )
             for i in range(cfg.num_hidden_layers)
         ]

@@ -179,7 +179,7 @@ class ServeApp:
             raise HTTPException(422, "documents: each one must be a JSON object")
         try:
             info = await self.batcher.run_exclusive(
-                lambda: self.qa.edit(op, documents, "request", EDIT_LOCK_TIMEOUT)
+                lambda: self.qa.edit(op, documents, "documents", EDIT_LOCK_TIMEOUT)
             )
         except WorkdirBusyError as e:
             raise HTTPException(409, str(e)) from None

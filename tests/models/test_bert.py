@@ -168,3 +168,25 @@ def test_pooled_only_equals_the_full_last_layer(tokenizer, tiny_bert_config, pas
                                      rngs={"dropout": jax.random.PRNGKey(5)})
     for full, only in zip(train(False), train(True), strict=True):
         np.testing.assert_array_equal(only, full)
+
+
+def test_feed_forward_in_row_chunks_equals_it_whole(tokenizer, tiny_bert_config, passages32):
+    """The CPU feed-forward over row chunks (whole sequences, ~ffn_chunk_tokens tokens each, the
+    last one shorter) has the parameters, outputs, gradients and dropout masks of the whole one:
+    each token's feed-forward reads only that token (float32 rounding: the GEMMs of a chunk sum
+    in another blocking, 1e-6 absolute on outputs of order 1)."""
+    b = _batch(tokenizer, [p["text"] for p in passages32[:7]], 16)
+    whole, params = _init(tiny_bert_config, b, ffn_chunk_tokens=None)
+    chunked = BertModel(tiny_bert_config, ffn_chunk_tokens=48)  # 3 rows of 16: 3 + 3 + 1
+    assert jax.tree.structure(chunked.init(jax.random.PRNGKey(0), b["input_ids"],
+                                           b["input_mask"])) == jax.tree.structure(params)
+    args = (b["input_ids"], b["input_mask"], b["token_type_ids"])
+    for a, c in zip(whole.apply(params, *args), chunked.apply(params, *args), strict=True):
+        np.testing.assert_allclose(c, a, atol=1e-6, rtol=0)
+    loss = lambda m: lambda p: (m.apply(p, *args)[1] ** 2).sum()
+    for g_whole, g_chunked in zip(jax.tree.leaves(jax.grad(loss(whole))(params)),
+                                  jax.tree.leaves(jax.grad(loss(chunked))(params)), strict=True):
+        np.testing.assert_allclose(g_chunked, g_whole, atol=1e-5, rtol=1e-5)
+    train = lambda m: m.apply(params, *args, deterministic=False,
+                              rngs={"dropout": jax.random.PRNGKey(5)})[0]
+    np.testing.assert_allclose(train(chunked), train(whole), atol=1e-6, rtol=0)
