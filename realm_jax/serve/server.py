@@ -64,7 +64,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(args) -> int:
-    """Runs until interrupted (Ctrl-C or SIGTERM: open requests finish, then exit 0)."""
+    """Runs until interrupted: on Ctrl-C open requests finish, "stopped", exit status 0; on
+    SIGTERM they finish too, and the process ends by the signal (uvicorn re-raises it)."""
     import uvicorn
 
     from realm_jax.serve.api import RealmQA
@@ -90,6 +91,9 @@ def serve(args) -> int:
     print(f"serving on http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
     config = uvicorn.Config(create_app(qa, batcher, token), log_level="warning",
                             access_log=False, timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once open requests have finished
+        pass
     print("stopped", file=sys.stderr)
     return 0
