@@ -17,6 +17,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -44,12 +45,19 @@ class ServerProcess:
             self.lines.append(line.rstrip("\n"))
             if match := SERVING_LINE.search(line):
                 self.url, self.port = match.group(1), int(match.group(2))
+                # Keep reading its output: a full pipe would block the server's next write.
+                self._reader = threading.Thread(target=self._read_rest, daemon=True)
+                self._reader.start()
                 return
         self.stop()
         raise RuntimeError("the server did not start:\n" + "\n".join(self.lines[-20:]))
 
-    def stop(self) -> str:
-        """Stops the server (SIGTERM, then SIGKILL after 20 s); returns the rest of its output."""
+    def _read_rest(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def stop(self) -> list[str]:
+        """Stops the server (SIGTERM, then SIGKILL after 20 s); returns all it printed."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -57,8 +65,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        rest = self.proc.stdout.read() if self.proc.stdout else ""
-        return rest
+        if getattr(self, "_reader", None) is not None:
+            self._reader.join(5)
+        return self.lines
 
     def __enter__(self):
         return self

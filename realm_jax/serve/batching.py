@@ -111,17 +111,15 @@ class QuestionBatcher:
             if not batch:
                 continue
             questions = [q for q, _ in batch]
-            self._last_size = len(questions)
+            self._last_size, shape = len(questions), batch_shape(len(questions), self.max_batch)
             start = time.perf_counter()
             try:
-                results = await self.run_exclusive(
-                    self.answer, questions, batch_shape(len(questions), self.max_batch)
-                )
+                results = await self.run_exclusive(self.answer, questions, shape)
             except Exception as e:  # noqa: BLE001 - each waiting request reports it
                 results = [e] * len(batch)
             self.stats["batches"] += 1
             self.stats["questions"] += len(batch)
-            self.stats["padded_questions"] += batch_shape(len(batch), self.max_batch)
+            self.stats["padded_questions"] += shape
             self.stats["largest_batch"] = max(self.stats["largest_batch"], len(batch))
             self.stats["model_seconds"] += time.perf_counter() - start
             for (_, future), result in zip(batch, results, strict=True):

@@ -9,6 +9,7 @@ answers only the refusal test.
 
 import http.client
 import json
+import shutil
 import threading
 import urllib.parse
 
@@ -26,7 +27,7 @@ TOKEN = "s3cret-edit-token"
 
 
 def request(url, method, path, body=None, headers=None, raw=None):
-    """(status, parsed JSON body) of one request; ``raw``: bytes sent as they are."""
+    """(status, body text) of one request; ``raw``: bytes sent as they are."""
     parts = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
@@ -47,8 +48,6 @@ def ask(url, question=AMBER, **extra):
 
 @pytest.fixture(scope="module")
 def server(facts_run, tmp_path_factory):
-    import shutil
-
     workdir = str(tmp_path_factory.mktemp("served") / "facts")
     shutil.copytree(facts_run, workdir)
     token_file = tmp_path_factory.mktemp("token") / "token"
